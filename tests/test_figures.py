@@ -1,0 +1,32 @@
+"""Theory figures draw the numbers they are given."""
+
+import doctest
+
+import pytest
+
+from grpo_helpers import figures
+
+
+def test_doctests():
+    failures, tried = doctest.testmod(figures)
+    assert tried >= 6 and failures == 0
+
+
+def test_group_baseline_bars_are_rewards_and_advantages():
+    fig = figures.group_baseline_figure([1.0, 3.0], scale_rewards="none")
+    rewards_ax, advantages_ax = fig.axes
+    assert [p.get_height() for p in rewards_ax.patches] == [1.0, 3.0]
+    assert [p.get_height() for p in advantages_ax.patches] == [-1.0, 1.0]
+
+
+def test_clipping_curve_is_flat_beyond_the_band():
+    line = figures.clipping_figure(epsilon_low=0.2, epsilon_high=0.2).axes[0].lines[1]  # A = +1, clipped
+    x, y = line.get_xdata(), line.get_ydata()
+    assert y[x > 1.3].min() == pytest.approx(1.2) and y[x > 1.3].max() == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("name", ["k3_figure", "ppo_vs_grpo_figure", "loss_weighting_figure", "vram_figure"])
+def test_figures_render(name, tmp_path):
+    fig = getattr(figures, name)()
+    fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
