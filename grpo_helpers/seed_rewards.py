@@ -14,7 +14,8 @@ Documented bugs:
 4. ``extract_xml_answer`` returns the whole completion when there is no ``<answer>`` tag and the *last* answer when
    there are several: a bare number with no format gets full correctness, hedging with many answers pays.
 5. ``count_xml`` only counts tags: an empty template gets the full 0.5, tags in the wrong order still earn credit,
-   and its 0.001-per-character penalty for text after ``</answer>`` has no floor (a long tail goes below -1).
+   and its 0.001-per-character penalty for text after ``</answer>`` has no floor (1000 characters: -1.5). A
+   completion that ends right at ``</answer>`` (EOS, no final newline) loses 0.001 per character of the *whole* text.
 6. Every function reads ``completion[0]["content"]``: plain-string completions (TRL's text prompts, used with a
    prefill in tiny mode) raise ``TypeError``; ``correctness_reward_func`` also reads ``prompts[0][-1]["content"]``.
 7. ``correctness_reward_func`` prints a sample on every call (set ``PRINT_SAMPLES = False`` to silence it).
