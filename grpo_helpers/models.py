@@ -250,3 +250,97 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source)
     return model, finish_tokenizer(tokenizer)
+
+
+# --- Random-weight models in the shapes of the GPU presets (the GPU test machine has no hub) ---------------------------
+# Copied from the real config.json files; vocab_size is the model's (embedding/logits size), which drives memory.
+GPU_SHAPES: dict[str, dict] = {
+    "qwen2.5-0.5b-instruct": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                  num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                                  tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6),
+    "qwen2.5-1.5b-instruct": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                                  num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                                  tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6),
+    "qwen2.5-3b-instruct": dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                                num_attention_heads=16, num_key_value_heads=2, vocab_size=151936,
+                                tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6),
+    "llama-3.2-1b-instruct": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                  num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
+                                  tie_word_embeddings=True, rope_theta=500000.0, rms_norm_eps=1e-5),
+    "llama-3.2-3b-instruct": dict(model_type="llama", hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                                  num_attention_heads=24, num_key_value_heads=8, head_dim=128, vocab_size=128256,
+                                  tie_word_embeddings=True, rope_theta=500000.0, rms_norm_eps=1e-5),
+    "llama-3.1-8b-instruct": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                  num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
+                                  tie_word_embeddings=False, rope_theta=500000.0, rms_norm_eps=1e-5),
+}
+
+
+def shape_params(shape: str | dict) -> int:
+    """Parameter count of a GPU shape, computed from its config (no weights built).
+
+    Example:
+        >>> round(shape_params("qwen2.5-0.5b-instruct") / 1e9, 2)
+        0.49
+    """
+    c = GPU_SHAPES[shape] if isinstance(shape, str) else shape
+    h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
+    head_dim = c.get("head_dim") or h // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * head_dim, c["num_key_value_heads"] * head_dim
+    attn = h * q + 2 * h * kv + q * h + (q + 2 * kv if c["model_type"] == "qwen2" else 0)  # Qwen2 has q/k/v biases
+    per_layer = attn + 3 * h * c["intermediate_size"] + 2 * h
+    embed = vocab * h * (1 if c["tie_word_embeddings"] else 2)
+    return layers * per_layer + embed + h
+
+
+def random_model_dir(shape: str, num_hidden_layers: int | None = None) -> Path:
+    """A random-weight bf16 model with the exact shape of a GPU preset (e.g. ``qwen2.5-1.5b-instruct``), saved locally.
+
+    For GPU tests and benchmarks where no hub is reachable: memory and speed depend on the shape, not on the weights.
+    The tokenizer is a small byte-level BPE with a ChatML template; the model keeps the real vocab size, and ids the
+    tokenizer does not know decode to ''. Built on the GPU when there is one (an 8B shape is 16 GB), cached.
+    ``num_hidden_layers`` makes a shallower copy (for quick tests).
+
+    Example (GPU machine):
+        >>> path = random_model_dir("qwen2.5-0.5b-instruct")  # doctest: +SKIP
+    """
+    if shape not in GPU_SHAPES:
+        raise CourseError(f"No GPU shape {shape!r}.", fix=f"Use one of: {', '.join(GPU_SHAPES)}.")
+    spec = dict(GPU_SHAPES[shape])
+    if num_hidden_layers:
+        spec["num_hidden_layers"] = num_hidden_layers
+
+    def build(out: Path) -> None:
+        import torch
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+        from grpo_helpers.data import SYSTEM_PROMPT
+
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        raw = Tokenizer(models.BPE())
+        raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        raw.decoder = decoders.ByteLevel()
+        corpus = [SYSTEM_PROMPT, "<reasoning>\n</reasoning>\n<answer>\n</answer>\n", "How many apples? 3 + 4 = 7"] * 20
+        raw.train_from_iterator(corpus + [str(i) for i in range(1000)],
+                                trainers.BpeTrainer(vocab_size=1000, special_tokens=specials,
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                      bos_token="<|im_start|>")
+        tok.chat_template = CHATML_TEMPLATE
+        spec_ = dict(spec)
+        model_type = spec_.pop("model_type")
+        config = AutoConfig.for_model(model_type, **spec_, max_position_embeddings=4096, pad_token_id=tok.pad_token_id,
+                                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+        device = "cuda" if has_cuda() else "cpu"
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(out, max_shard_size="4GB")
+        tok.save_pretrained(out)
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    suffix = f"-l{num_hidden_layers}" if num_hidden_layers else ""
+    return _atomic_build(cache_dir() / f"random-{shape}{suffix}", build)
