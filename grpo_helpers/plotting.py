@@ -1,0 +1,212 @@
+"""Figures of a GRPO run: reward curves from the metrics log, and a before/after bar chart.
+
+Both work from plain data (a list of TRL log dicts, or the ``metrics.csv`` a run writes), so a notebook can redraw
+a finished run without the trainer.
+
+Example:
+    >>> rows = [{"step": 1, "reward": 0.1, "reward_std": 0.2, "rewards/xmlcount_reward/mean": 0.1,
+    ...          "completions/mean_length": 30.0}, {"step": 2, "reward": 0.3, "reward_std": 0.1,
+    ...          "rewards/xmlcount_reward/mean": 0.3, "completions/mean_length": 28.0}]
+    >>> fig = plot_reward_curves(rows)
+    >>> [ax.get_title() for ax in fig.axes][:2]
+    ['total reward', 'each reward (mean)']
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+# Columns first in metrics.csv, in this order; other numeric log keys follow alphabetically.
+FIRST_COLUMNS = ["step", "reward", "reward_std", "kl", "completions/mean_length", "entropy", "loss", "grad_norm",
+                 "learning_rate", "frac_reward_zero_std"]
+
+
+def _agg():
+    import matplotlib
+
+    if not _interactive():  # scripts and tests: draw off-screen, never open a window
+        matplotlib.use("Agg")
+
+
+def _interactive() -> bool:
+    try:
+        from IPython import get_ipython
+
+        return get_ipython() is not None
+    except ImportError:
+        return False
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def write_metrics_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write TRL log dicts (one per logging step) as a CSV with a ``step`` column first.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = write_metrics_csv([{"step": 1, "reward": 0.5}], os.path.join(tempfile.mkdtemp(), "m.csv"))
+        >>> open(p).read().splitlines()
+        ['step,reward', '1,0.5']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys: list[str] = []
+    for row in rows:
+        for k, v in row.items():
+            if k not in keys and (isinstance(v, (int, float)) or v is None):
+                keys.append(k)
+    columns = [k for k in FIRST_COLUMNS if k in keys] + sorted(k for k in keys if k not in FIRST_COLUMNS)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k) for k in columns})
+    tmp.replace(path)  # a notebook reading the CSV never sees half a file
+    return path
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, float | None]]:
+    """The rows of a ``metrics.csv`` as dicts of floats (empty cells are None)."""
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _rows(history) -> list[Mapping[str, Any]]:
+    if isinstance(history, (str, Path)):
+        return read_metrics_csv(history)
+    if hasattr(history, "to_dict"):  # a pandas DataFrame
+        return history.to_dict("records")
+    return [h for h in history if "reward" in h]
+
+
+def _series(rows, key) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, row in enumerate(rows):
+        y = _number(row.get(key))
+        if y is not None:
+            xs.append(_number(row.get("step")) or i + 1)
+            ys.append(y)
+    return xs, ys
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average (shorter windows at the start).
+
+    Example:
+        >>> moving_average([1, 2, 3, 4], 2)
+        [1.0, 1.5, 2.5, 3.5]
+    """
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def reward_names(rows) -> list[str]:
+    """Names of the individual reward functions logged as ``rewards/<name>/mean``."""
+    names: list[str] = []
+    for row in rows:
+        for k in row:
+            if k.startswith("rewards/") and k.endswith("/mean") and k[8:-5] not in names:
+                names.append(k[8:-5])
+    return names
+
+
+def plot_reward_curves(history, title: str | None = None, smooth: int = 5):
+    """One figure with a panel per signal: total reward (+ moving average), each reward's mean, reward std,
+    KL (only when it was logged and is not all zero, i.e. beta > 0) and mean completion length.
+
+    ``history``: TRL log dicts (``trainer.state.log_history``), a ``metrics.csv`` path, or a DataFrame.
+    """
+    _agg()
+    import matplotlib.pyplot as plt
+
+    rows = _rows(history)
+    kl_x, kl_y = _series(rows, "kl")
+    show_kl = any(abs(v) > 0 for v in kl_y)
+    panels = ["total reward", "each reward (mean)", "reward std"] + (["KL to reference"] if show_kl else []) + \
+             ["completion length (tokens)"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    axes = list(axes[0])
+    x, y = _series(rows, "reward")
+    axes[0].plot(x, y, ".", alpha=0.5, label="per step")
+    if y:
+        axes[0].plot(x, moving_average(y, smooth), "-", label=f"mean of {smooth}")
+        axes[0].legend(fontsize=7)
+    for name in reward_names(rows):
+        rx, ry = _series(rows, f"rewards/{name}/mean")
+        axes[1].plot(rx, moving_average(ry, smooth) if ry else ry, label=name.removesuffix("_reward"))
+    if reward_names(rows):
+        axes[1].legend(fontsize=7)
+    axes[2].plot(*_series(rows, "reward_std"), color="tab:purple")
+    i = 3
+    if show_kl:
+        axes[i].plot(kl_x, kl_y, color="tab:red")
+        i += 1
+    axes[i].plot(*_series(rows, "completions/mean_length"), color="tab:green")
+    for ax, name in zip(axes, panels):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_before_after(before: Mapping[str, float], after: Mapping[str, float],
+                      metrics: Sequence[str] = ("accuracy", "format_rate", "strict_format_rate"), title: str | None = None):
+    """Grouped bars: each metric before and after training (rates in [0, 1]).
+
+    Example:
+        >>> fig = plot_before_after({"accuracy": 0.0, "format_rate": 0.1}, {"accuracy": 0.0, "format_rate": 0.8},
+        ...                         metrics=["accuracy", "format_rate"])
+        >>> len(fig.axes[0].patches)
+        4
+    """
+    _agg()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(metrics), 3.2))
+    xs = range(len(metrics))
+    width = 0.38
+    for offset, label, values, color in ((-width / 2, "before", before, "tab:gray"), (width / 2, "after", after, "tab:blue")):
+        heights = [float(values.get(m, 0.0)) for m in metrics]
+        bars = ax.bar([x + offset for x in xs], heights, width, label=label, color=color)
+        ax.bar_label(bars, labels=[f"{h:.0%}" for h in heights], fontsize=8)
+    ax.set_xticks(list(xs), [m.replace("_", " ") for m in metrics], fontsize=9)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("rate")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "before vs after GRPO", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save ``fig`` as PNG (written to a temp file first, so readers never see half an image) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,689 @@
+"""GRPO training: one config builder, LoRA, a trainer for every backend, live metrics, checkpoints, save/load.
+
+The notebook-facing API is small: :func:`grpo_config` (+ :func:`explain_config`), :func:`add_lora`,
+:func:`build_trainer`, :func:`train`, :func:`save_lora`, :func:`load_lora`, :func:`export_merged`.
+
+Backends (see :func:`grpo_helpers.config.detect_backend`):
+
+* ``unsloth-vllm``: Unsloth ``FastLanguageModel`` + LoRA, TRL's ``GRPOTrainer`` (patched by Unsloth) generating with vLLM.
+* ``unsloth``: the same without vLLM (Hugging Face ``generate``).
+* ``trl-peft``: plain TRL + PEFT LoRA; runs on a laptop CPU in tiny mode.
+
+Each run lives in ``runs/<name>/``: ``checkpoints/`` (TRL's ``output_dir``), ``metrics.csv`` and ``reward_curve.png``.
+An existing run folder is never overwritten silently: :func:`train` asks for ``resume=True`` or ``overwrite=True``.
+
+Example (tiny CPU run; see ``tests/test_training.py``):
+    >>> cfg = grpo_config("tiny", run_name="doc", max_steps=2)  # doctest: +SKIP
+    >>> trainer = build_trainer(model, tokenizer, dataset, REWARD_FUNCS, cfg)  # doctest: +SKIP
+    >>> train(trainer)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from grpo_helpers.config import detect_backend, has_cuda
+from grpo_helpers.errors import CourseError
+from grpo_helpers.models import LORA_TARGET_MODULES
+
+RUNS_DIR = Path("runs")
+CHECKPOINTS = "checkpoints"
+METRICS_CSV = "metrics.csv"
+REWARD_CURVE_PNG = "reward_curve.png"
+
+# The seed recipe (Unsloth's Llama-3.1-8B GSM8K notebook): max_seq_length 1024, of which 256 for the prompt.
+SEED_MAX_SEQ_LENGTH = 1024
+SEED_MAX_PROMPT_LENGTH = 256
+
+
+# ----------------------------------------------------------------------------------------------------------- config
+
+def _preset_values(preset: str, gpu: bool) -> dict[str, Any]:
+    """The settings of a preset, before overrides. Every value the course teaches is set explicitly."""
+    common = dict(
+        logging_steps=1, report_to="none", save_strategy="steps", seed=3407,
+        # Set explicitly: TRL 1.x changed these defaults (beta 0.04 -> 0.0, loss "grpo" -> "dapo"), and the course
+        # teaches what each one does, so a TRL upgrade must not change a run silently.
+        scale_rewards="group",
+        # TRL logs these columns to the console table; keep the log to numbers (the callback writes the CSV).
+        log_completions=False,
+    )
+    if preset == "seed":
+        values = dict(
+            learning_rate=5e-6, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.1,
+            warmup_steps=0.1,  # the seed's warmup_ratio=0.1; transformers 5 reads a float < 1 in warmup_steps as a ratio
+            lr_scheduler_type="cosine",
+            optim="paged_adamw_8bit" if gpu else "adamw_torch",  # bitsandbytes' paged 8-bit AdamW needs CUDA
+            # The seed says batch 1 = ONE prompt. TRL 1.x counts completions per batch and needs whole groups, so one
+            # prompt with its 6 generations is per_device_train_batch_size=6 (Unsloth made the same change itself).
+            per_device_train_batch_size=6, gradient_accumulation_steps=1, num_generations=6,
+            # TRL >= 0.28 has no max_prompt_length: prompts longer than 256 tokens are dropped from the dataset by
+            # build_trainer (drop_long_prompts), and completions get the rest of the 1024-token window.
+            max_completion_length=SEED_MAX_SEQ_LENGTH - SEED_MAX_PROMPT_LENGTH,
+            max_steps=250, save_steps=250, max_grad_norm=0.1,
+            # The seed ran TRL 0.14's GRPO: KL penalty 0.04 to the reference model, per-sequence loss averaging.
+            beta=0.04, loss_type="grpo", temperature=0.9,
+            gradient_checkpointing=False,  # Unsloth does its own ("unsloth" checkpointing in add_lora)
+        )
+        if gpu:
+            import torch
+
+            bf16 = torch.cuda.is_bf16_supported()
+            values.update(bf16=bf16, fp16=not bf16)  # a T4 has no bfloat16
+        else:
+            values.update(use_cpu=True, bf16=False, fp16=False)
+    elif preset == "tiny":
+        values = dict(
+            # A 135M model, LoRA, few steps: a large constant learning rate makes learning visible in minutes.
+            learning_rate=2e-4, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, warmup_steps=0,
+            lr_scheduler_type="constant", optim="adamw_torch",
+            per_device_train_batch_size=8, gradient_accumulation_steps=1, num_generations=8,
+            max_completion_length=64, max_steps=40, save_steps=10, max_grad_norm=0.5,
+            # beta 0: no reference model forward pass (a third cheaper per step on a CPU); "dapo" averages over
+            # all tokens of the batch, so short and long completions weigh the same per token.
+            beta=0.0, loss_type="dapo", temperature=1.0,
+            gradient_checkpointing=False,  # a 135M model fits easily; checkpointing would only slow the CPU down
+            use_cpu=not gpu, bf16=False, fp16=False,
+            dataloader_num_workers=0,
+        )
+    else:
+        raise CourseError(f"Unknown GRPO preset {preset!r}.", fix="Use grpo_config('seed') (the full recipe, GPU) "
+                          "or grpo_config('tiny') (a few minutes on a laptop CPU).")
+    return {**common, **values}
+
+
+def grpo_config(preset: str = "tiny", run_name: str = "grpo", *, runs_dir: str | Path = RUNS_DIR, backend: str | None = None,
+                **overrides):
+    """TRL ``GRPOConfig`` for the installed TRL, from a preset plus overrides.
+
+    ``preset``: ``"seed"`` (the blog's recipe: lr 5e-6, betas 0.9/0.99, weight decay 0.1, warmup 0.1, cosine,
+    paged_adamw_8bit on GPU, one prompt x 6 generations per step, grad norm 0.1, 250 steps) or ``"tiny"`` (CPU).
+    Checkpoints go to ``runs/<run_name>/checkpoints``. On ``unsloth-vllm`` generation uses vLLM in colocate mode.
+    Any ``GRPOConfig`` field can be overridden; an unknown name is a :class:`CourseError` listing close matches.
+
+    Example:
+        >>> cfg = grpo_config("seed", run_name="doc", max_steps=3)
+        >>> cfg.learning_rate, cfg.num_generations, cfg.max_steps, cfg.max_completion_length
+        (5e-06, 6, 3, 768)
+    """
+    import difflib
+
+    from trl import GRPOConfig
+
+    backend = detect_backend(backend) if backend or preset == "seed" else "trl-peft"
+    gpu = has_cuda()
+    values = _preset_values(preset, gpu)
+    if backend == "unsloth-vllm":
+        # TRL 1.14's way to use vLLM inside the training process; Unsloth swaps in its own engine (fast_inference=True).
+        values.update(use_vllm=True, vllm_mode="colocate")
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, fields, n=2) for k in unknown}
+        why = " (TRL removed it: drop prompts that are too long from the dataset instead; build_trainer does it with " \
+              "max_prompt_length=...)" if "max_prompt_length" in unknown else ""
+        raise CourseError(f"GRPOConfig has no setting(s) {unknown}{why}.",
+                          fix="Check the spelling; close matches: " + "; ".join(f"{k} -> {v or 'none'}" for k, v in hints.items()))
+    values.update(overrides)
+    values.setdefault("output_dir", str(Path(runs_dir) / run_name / CHECKPOINTS))
+    if values["per_device_train_batch_size"] % values["num_generations"]:
+        raise CourseError(
+            f"per_device_train_batch_size={values['per_device_train_batch_size']} is not a multiple of "
+            f"num_generations={values['num_generations']}.",
+            fix="TRL counts completions per batch: use per_device_train_batch_size = prompts per step x num_generations.")
+    return GRPOConfig(**values)
+
+
+# What explain_config() shows, with the reason the course sets each value.
+EXPLAINED = {
+    "learning_rate": "step size; LoRA tolerates far larger rates than full fine-tuning",
+    "beta": "KL penalty to the reference model (0: no reference forward pass, no KL term)",
+    "loss_type": "how per-token losses are averaged: grpo (per sequence), dapo (per token in the batch), dr_grpo",
+    "scale_rewards": "advantage = (reward - group mean) / group std ('group'), batch std, or no division ('none')",
+    "num_generations": "G, completions per prompt: the group that replaces PPO's value model",
+    "per_device_train_batch_size": "completions per step (TRL counts completions, not prompts)",
+    "max_completion_length": "longest completion in tokens; cut-off completions rarely get format rewards",
+    "temperature": "sampling temperature: diversity inside a group is what GRPO learns from",
+    "max_steps": "optimizer steps",
+    "max_grad_norm": "gradient clipping",
+    "warmup_steps": "linear warmup (a float < 1 is a fraction of max_steps)",
+    "lr_scheduler_type": "learning-rate schedule after warmup",
+    "weight_decay": "decoupled weight decay",
+    "optim": "optimizer (paged 8-bit AdamW saves GPU memory)",
+    "reward_weights": "weights of the reward functions in the total reward (None: all 1.0)",
+    "use_vllm": "generate with vLLM (much faster than generate() on a GPU)",
+    "save_steps": "checkpoint every N steps (what resume=True continues from)",
+}
+
+
+def explain_config(config, keys: Sequence[str] | None = None) -> str:
+    """A table of the settings the course teaches: this run's value next to TRL's default, and why.
+
+    Example:
+        >>> table = explain_config(grpo_config("seed", run_name="doc"), keys=["beta", "loss_type"])
+        >>> table.splitlines()[2].split()[:3]
+        ['beta', '0.04', '0.0']
+    """
+    from trl import GRPOConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    rows = [("setting", "this run", "TRL default", "what it does")]
+    for key in keys or EXPLAINED:
+        ours, theirs = getattr(config, key), defaults.get(key, "-")
+        rows.append((key, _short(ours), _short(theirs), EXPLAINED.get(key, "")))
+    line = f"{'-' * 28} {'-' * 14} {'-' * 14} {'-' * 12}"
+    out = [f"{a:<28} {b:<14} {c:<14} {d}" for a, b, c, d in rows]
+    return "\n".join([out[0], line, *out[1:]])
+
+
+def _short(value: Any) -> str:
+    value = getattr(value, "value", value)  # enums (optim, scheduler) print as their string
+    return f"{value:g}" if isinstance(value, float) and value and abs(value) < 1e-3 else str(value)
+
+
+# ------------------------------------------------------------------------------------------------------------- LoRA
+
+def trainable_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; with LoRA the first is a few percent of the second.
+
+    Example:
+        >>> from grpo_helpers.models import load_model
+        >>> model, _ = load_model("tiny-random")
+        >>> trainable, total = trainable_parameters(model)
+        >>> trainable == total
+        True
+    """
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def is_peft_model(model) -> bool:
+    """True when ``model`` already carries LoRA adapters (a ``peft.PeftModel``)."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def add_lora(model, backend: str | None = None, rank: int = 16, alpha: int | None = None,
+             target_modules: Sequence[str] = tuple(LORA_TARGET_MODULES), dropout: float = 0.0, seed: int = 3407):
+    """Wrap ``model`` with LoRA adapters on every projection (attention q/k/v/o and MLP gate/up/down).
+
+    ``alpha`` defaults to ``rank`` (scale 1), as in the seed. Unsloth backends use ``FastLanguageModel.get_peft_model``
+    with Unsloth's gradient checkpointing; ``trl-peft`` uses ``peft.get_peft_model``. The LoRA A matrices are random
+    (seeded by ``seed``), B starts at zero, so the wrapped model first behaves exactly like the base model.
+
+    Example:
+        >>> from grpo_helpers.models import load_model
+        >>> model, _ = load_model("tiny-random")
+        >>> model = add_lora(model, rank=4)
+        >>> trainable, total = trainable_parameters(model)
+        >>> 0 < trainable < total
+        True
+    """
+    backend = detect_backend(backend)
+    if is_peft_model(model):
+        raise CourseError("This model already has LoRA adapters.",
+                          fix="Reload the base model (load_model) before add_lora, or train the existing adapters as they are.")
+    alpha = rank if alpha is None else alpha
+    if backend in ("unsloth", "unsloth-vllm"):
+        return _add_lora_unsloth(model, rank, alpha, list(target_modules), dropout, seed)
+    return _add_lora_peft(model, rank, alpha, list(target_modules), dropout, seed)
+
+
+def _add_lora_unsloth(model, rank: int, alpha: int, target_modules: list[str], dropout: float, seed: int):
+    from unsloth import FastLanguageModel
+
+    return FastLanguageModel.get_peft_model(
+        model, r=rank, target_modules=target_modules, lora_alpha=alpha, lora_dropout=dropout,
+        use_gradient_checkpointing="unsloth",  # offloads activations to CPU RAM: long completions fit a T4
+        random_state=seed)
+
+
+def _add_lora_peft(model, rank: int, alpha: int, target_modules: list[str], dropout: float, seed: int):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)  # LoRA A init: the same seed gives the same adapter, as Unsloth's random_state does
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=target_modules, lora_dropout=dropout,
+                        bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+# ----------------------------------------------------------------------------------------------------- data helpers
+
+def drop_long_prompts(dataset, tokenizer, max_prompt_length: int):
+    """Drop rows whose rendered prompt is longer than ``max_prompt_length`` tokens.
+
+    TRL removed ``GRPOConfig.max_prompt_length`` (0.28): it no longer cuts prompts, so a long one would silently eat
+    the completion budget (or exceed vLLM's context). Filtering the dataset first is what TRL and Unsloth now advise.
+
+    Example:
+        >>> from grpo_helpers.models import load_model
+        >>> from grpo_helpers.data import load_gsm8k
+        >>> _, tok = load_model("tiny-random")
+        >>> len(drop_long_prompts(load_gsm8k("test", n=4, source="offline"), tok, 10))
+        0
+    """
+    from grpo_helpers.generation import render_prompt
+
+    def short_enough(row) -> bool:
+        prompt = row["prompt"]
+        text = prompt if isinstance(prompt, str) else render_prompt(tokenizer, prompt)[0]
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_prompt_length
+
+    kept = dataset.filter(short_enough)
+    if len(kept) < len(dataset):
+        print(f"drop_long_prompts: dropped {len(dataset) - len(kept)} of {len(dataset)} rows longer than "
+              f"{max_prompt_length} prompt tokens")
+    return kept
+
+
+def prefill_as_text(dataset, tokenizer):
+    """Render chat prompts that end in an assistant prefill to text, so TRL continues the prefill.
+
+    TRL renders conversational prompts with ``add_generation_prompt=True`` only: an assistant prefill would be closed
+    as a finished turn. As text (``continue_final_message=True``) the model continues it; TRL then hands rewards the
+    completion without the prefill, and the course rewards add it back from the ``prefill`` column.
+    """
+    from grpo_helpers.generation import render_prompt
+
+    def to_text(row):
+        prompt = row["prompt"]
+        if isinstance(prompt, list) and prompt and prompt[-1]["role"] == "assistant":
+            return {"prompt": render_prompt(tokenizer, prompt)[0]}
+        return {"prompt": prompt}
+
+    if not len(dataset) or isinstance(dataset[0]["prompt"], str):
+        return dataset
+    if dataset[0]["prompt"][-1]["role"] != "assistant":
+        return dataset
+    return dataset.map(to_text)
+
+
+def fix_eos_token(model, tokenizer) -> None:
+    """Make ``tokenizer.eos_token`` the token that ends an assistant turn, as the model's generation config says.
+
+    The GGUF-converted SmolLM2 tokenizer reports ``<|im_start|>`` as EOS while the model ends turns with
+    ``<|im_end|>``; TRL stops generation and masks completions at ``tokenizer.eos_token_id``, so without this
+    completions would run on into a new chat turn.
+    """
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+    if isinstance(eos, int) and eos != tokenizer.eos_token_id and eos < len(tokenizer):
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+
+
+# ---------------------------------------------------------------------------------------------------------- run dir
+
+def run_folder(config) -> Path:
+    """``runs/<name>/`` of a config built by :func:`grpo_config` (the parent of its ``checkpoints/``)."""
+    out = Path(config.output_dir)
+    return out.parent if out.name == CHECKPOINTS else out
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+def last_checkpoint(config) -> str | None:
+    """Path of the newest ``checkpoint-N`` folder of the run, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(config.output_dir)
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+# --------------------------------------------------------------------------------------------------------- callbacks
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _metrics_callback_class():
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        """Writes ``metrics.csv`` every logging step and ``reward_curve.png`` at checkpoints and at the end; in a
+        notebook also redraws one live figure (total reward, each reward, reward std, KL when beta > 0, length)."""
+
+        def __init__(self, run_dir: Path, live: bool | None = None, plot_every: int = 1):
+            self.run_dir, self.plot_every = Path(run_dir), plot_every
+            self.live = _in_notebook() if live is None else live
+            self._handle = None
+
+        def _rows(self, state) -> list[dict]:
+            return [h for h in state.log_history if "reward" in h]
+
+        def _write_png(self, state) -> None:
+            from grpo_helpers.plotting import plot_reward_curves, save_figure
+
+            rows = self._rows(state)
+            if rows:
+                save_figure(plot_reward_curves(rows), self.run_dir / REWARD_CURVE_PNG)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "reward" not in logs:
+                return
+            from grpo_helpers.plotting import write_metrics_csv
+
+            rows = self._rows(state)
+            write_metrics_csv(rows, self.run_dir / METRICS_CSV)
+            if self.live and len(rows) % self.plot_every == 0:
+                self._redraw(rows)
+
+        def _redraw(self, rows) -> None:
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            from grpo_helpers.plotting import plot_reward_curves
+
+            fig = plot_reward_curves(rows)
+            if self._handle is None:
+                self._handle = display(fig, display_id=True)
+            else:
+                self._handle.update(fig)
+            plt.close(fig)
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self._write_png(state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                from grpo_helpers.plotting import write_metrics_csv
+
+                write_metrics_csv(self._rows(state), self.run_dir / METRICS_CSV)
+                self._write_png(state)
+
+    return MetricsCallback
+
+
+def _compact_progress_class():
+    from transformers import TrainerCallback
+
+    class CompactProgress(TrainerCallback):
+        """A tqdm bar over the optimizer steps with reward, reward std and completion length as its postfix
+        (instead of the Trainer printing every log dict)."""
+
+        def __init__(self):
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            from tqdm.auto import tqdm
+
+            if state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="GRPO steps", dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and logs and "reward" in logs:
+                self.bar.set_postfix(reward=f"{logs['reward']:.3f}", std=f"{logs.get('reward_std', 0):.2f}",
+                                     len=f"{logs.get('completions/mean_length', 0):.0f}", refresh=False)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return CompactProgress
+
+
+class StopAfterStep:
+    """A callback factory for tests and demos: stop (or crash) training right after optimizer step ``step``."""
+
+    def __new__(cls, step: int, crash: bool = False):
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= step:
+                    if crash:
+                        raise KeyboardInterrupt(f"simulated interruption after step {step}")
+                    control.should_training_stop = True
+
+        return _Stop()
+
+
+# ----------------------------------------------------------------------------------------------------------- trainer
+
+def _reward_list(rewards) -> tuple[list[Callable], list[float] | None]:
+    if isinstance(rewards, Mapping):
+        return list(rewards), [float(w) for w in rewards.values()]
+    if callable(rewards):
+        return [rewards], None
+    return list(rewards), None
+
+
+def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mapping[Callable, float], config, *,
+                  backend: str | None = None, lora_rank: int = 16, max_prompt_length: int | None = None,
+                  live_plot: bool | None = None, callbacks: Sequence[Any] = ()):
+    """TRL ``GRPOTrainer`` for ``model`` on any backend, with LoRA, metrics CSV/PNG and a compact progress bar.
+
+    * ``rewards``: reward functions, or ``{function: weight}`` (weights go to ``config.reward_weights``).
+    * Adds LoRA (:func:`add_lora`, rank ``lora_rank``) when ``model`` has none yet.
+    * Prompts ending in an assistant prefill become text prompts (:func:`prefill_as_text`).
+    * ``max_prompt_length``: drop longer prompts (:func:`drop_long_prompts`); the seed preset uses 256.
+
+    Example:
+        >>> trainer = build_trainer(model, tok, ds, {xmlcount_reward: 1.0}, grpo_config("tiny"))  # doctest: +SKIP
+    """
+    from grpo_helpers.rewards import validate_reward_funcs
+
+    backend = detect_backend(backend)
+    funcs, weights = _reward_list(rewards)
+    validate_reward_funcs(funcs)
+    if weights is not None:
+        config.reward_weights = weights
+    if config.reward_weights is not None and len(config.reward_weights) != len(funcs):
+        raise CourseError(f"{len(config.reward_weights)} reward weights for {len(funcs)} reward functions.",
+                          fix="Give one weight per reward function (or pass rewards as {function: weight}).")
+    missing = [c for c in ("prompt",) if c not in dataset.column_names]
+    if missing:
+        raise CourseError(f"The training dataset has no 'prompt' column (it has {dataset.column_names}).",
+                          fix="Build it with grpo_helpers.data.load_gsm8k (or format_gsm8k for your own rows).")
+    if max_prompt_length is None and getattr(config, "max_completion_length", 0) == SEED_MAX_SEQ_LENGTH - SEED_MAX_PROMPT_LENGTH:
+        max_prompt_length = SEED_MAX_PROMPT_LENGTH  # the seed preset's prompt budget
+    fix_eos_token(model, tokenizer)
+    if max_prompt_length is not None:
+        dataset = drop_long_prompts(dataset, tokenizer, max_prompt_length)
+    dataset = prefill_as_text(dataset, tokenizer)
+    if not is_peft_model(model):
+        model = add_lora(model, backend=backend, rank=lora_rank, seed=config.seed)
+    if backend in ("unsloth", "unsloth-vllm"):
+        trainer = _unsloth_trainer(model, tokenizer, dataset, funcs, config)
+    else:
+        trainer = _trl_trainer(model, tokenizer, dataset, funcs, config)
+    _install_callbacks(trainer, config, live_plot, callbacks)
+    return trainer
+
+
+def _trl_trainer(model, tokenizer, dataset, funcs, config):
+    from trl import GRPOTrainer
+
+    return GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=funcs, args=config, train_dataset=dataset)
+
+
+def _unsloth_trainer(model, tokenizer, dataset, funcs, config):
+    # `import unsloth` (done by load_model) patches trl.GRPOTrainer; with fast_inference=True the patched trainer finds
+    # model.vllm_engine and sets use_vllm=True itself. The call is the same as TRL's, as in the seed.
+    import unsloth  # noqa: F401
+    from trl import GRPOTrainer
+
+    return GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=funcs, args=config, train_dataset=dataset)
+
+
+def _install_callbacks(trainer, config, live_plot, callbacks) -> None:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.add_callback(_metrics_callback_class()(run_folder(config), live=live_plot))
+    if not _in_notebook():  # notebooks keep the Trainer's HTML table; scripts get one compact bar
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(_compact_progress_class()())
+    for cb in callbacks:
+        trainer.add_callback(cb)
+
+
+def train(trainer, resume: bool = False, overwrite: bool = False):
+    """Run GRPO. ``resume=True`` continues from the newest checkpoint of the run (weights, optimizer, scheduler, RNG).
+
+    A run folder that already holds files is refused unless ``resume=True`` (continue it) or ``overwrite=True``
+    (delete it and start again). Returns TRL's ``TrainOutput``; the metrics are in ``runs/<name>/metrics.csv``.
+
+    Example:
+        >>> out = train(trainer)  # doctest: +SKIP
+        >>> out = train(build_trainer(...same arguments...), resume=True)  # after an interruption  # doctest: +SKIP
+    """
+    config = trainer.args
+    run = run_folder(config)
+    checkpoint = None
+    if resume:
+        checkpoint = last_checkpoint(config)
+        if checkpoint is None:
+            print(f"resume=True but {run} has no checkpoint yet: starting from step 0.")
+    elif _has_files(run):
+        if not overwrite:
+            raise CourseError(f"The run folder {run} already holds a run; it is not overwritten silently.",
+                              fix="train(trainer, resume=True) continues it, train(trainer, overwrite=True) deletes it "
+                                  "and starts again, or give grpo_config a new run_name.")
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------- save / load / export
+
+_LORA_IDS = itertools.count(1)
+
+
+def save_lora(model, path: str | Path, tokenizer=None, backend: str | None = None) -> Path:
+    """Save only the LoRA adapter (a few MB): ``adapter_config.json`` + ``adapter_model.safetensors``.
+
+    Example:
+        >>> save_lora(trainer.model, "runs/demo/lora", tokenizer)  # doctest: +SKIP
+        PosixPath('runs/demo/lora')
+    """
+    backend = detect_backend(backend)
+    path = Path(path)
+    if not is_peft_model(model):
+        raise CourseError("This model has no LoRA adapter to save.",
+                          fix="Save the model you trained (trainer.model), or use export_merged for a full model.")
+    if backend in ("unsloth", "unsloth-vllm") and hasattr(model, "save_lora"):
+        model.save_lora(str(path))  # Unsloth: casts the adapter to the model's 16-bit dtype
+    else:
+        model.save_pretrained(str(path))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(path))
+    return path
+
+
+def _check_adapter(path: Path) -> None:
+    if not (path / "adapter_config.json").is_file():
+        raise CourseError(f"{path} holds no LoRA adapter (adapter_config.json is missing).",
+                          fix="Pass the folder given to save_lora(), e.g. runs/<name>/lora.")
+
+
+def load_lora(model, path: str | Path, backend: str | None = None, name: str | None = None):
+    """Load a saved adapter for generation.
+
+    * ``unsloth-vllm``: returns a ``vllm.lora.request.LoRARequest`` for ``generate(..., lora_request=...)``
+      (the seed passes the folder name as a string, which vLLM does not accept).
+    * other backends: returns the model with the adapter loaded (a ``PeftModel``) to pass to ``generate``.
+
+    Example:
+        >>> tuned = load_lora(base_model, "runs/demo/lora")  # doctest: +SKIP
+    """
+    backend = detect_backend(backend)
+    path = Path(path)
+    _check_adapter(path)
+    if backend == "unsloth-vllm":
+        return _vllm_lora_request(path, name)
+    return _load_lora_peft(model, path, name)
+
+
+def _vllm_lora_request(path: Path, name: str | None = None):
+    from vllm.lora.request import LoRARequest
+
+    # vLLM caches adapters by integer id: every load gets a fresh id so a newer adapter in the same folder is reloaded.
+    int_id = next(_LORA_IDS)
+    return LoRARequest(name or f"{path.name}-{int_id}", int_id, str(path.resolve()))
+
+
+def _load_lora_peft(model, path: Path, name: str | None = None):
+    from peft import PeftModel
+
+    if is_peft_model(model):
+        adapter = name or f"loaded_{next(_LORA_IDS)}"
+        model.load_adapter(str(path), adapter_name=adapter, is_trainable=False)
+        model.set_adapter(adapter)
+        return model
+    return PeftModel.from_pretrained(model, str(path), is_trainable=False)
+
+
+def export_merged(model, tokenizer, path: str | Path, backend: str | None = None) -> Path:
+    """Merge the LoRA adapter into the base weights and save a plain 16-bit model (for vLLM, llama.cpp, the Hub).
+
+    On ``trl-peft`` the merge happens on a copy, so ``model`` keeps its adapter; weights are saved in bfloat16.
+
+    Example:
+        >>> export_merged(trainer.model, tokenizer, "runs/demo/merged")  # doctest: +SKIP
+    """
+    backend = detect_backend(backend)
+    path = Path(path)
+    if backend in ("unsloth", "unsloth-vllm") and hasattr(model, "save_pretrained_merged"):
+        model.save_pretrained_merged(str(path), tokenizer, save_method="merged_16bit")
+        return path
+    return _export_merged_peft(model, tokenizer, path)
+
+
+def _export_merged_peft(model, tokenizer, path: Path) -> Path:
+    import copy
+
+    import torch
+
+    merged = copy.deepcopy(model)
+    if is_peft_model(merged):
+        merged = merged.merge_and_unload()
+    merged = merged.to(torch.bfloat16)
+    merged.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------------ helpers
+
+def lora_state(model) -> dict:
+    """A CPU copy of the LoRA weights (``lora_A`` / ``lora_B`` tensors), to compare two runs."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def max_abs_diff(a: Mapping, b: Mapping) -> float:
+    """Largest absolute difference between two state dicts with the same keys."""
+    if set(a) != set(b):
+        raise ValueError(f"different keys: {sorted(set(a) ^ set(b))[:5]}")
+    return max((float((a[k].float() - b[k].float()).abs().max()) for k in a), default=0.0)
+
+
+def first_last_mean(values: Sequence[float], k: int = 10) -> tuple[float, float]:
+    """Mean of the first ``k`` and of the last ``k`` values (the demo's "did the reward rise?" numbers).
+
+    Example:
+        >>> first_last_mean([0, 0, 1, 1], k=2)
+        (0.0, 1.0)
+    """
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    k = max(1, min(k, len(values) // 2 or 1))
+    return sum(values[:k]) / k, sum(values[-k:]) / k
