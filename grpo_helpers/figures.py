@@ -200,3 +200,21 @@ def vram_figure(params_b: dict[str, float] | None = None, gpu_gb: float = 15.0):
     ax.set(ylabel="GPU memory (GB, rule of thumb)", title="Will it fit? (longer contexts and more generations need more)")
     ax.legend(fontsize=8)
     return fig
+
+
+def prompt_length_figure(lengths: Sequence[int], max_prompt_length: int | None = 256):
+    """Histogram of prompt lengths in tokens, with the prompt budget as a line.
+
+    Example:
+        >>> prompt_length_figure([120, 130, 150, 300], max_prompt_length=256).axes[0].get_xlabel()
+        'prompt length (tokens)'
+    """
+    fig, ax = _figure(1, width=6.0)
+    ax.hist(list(lengths), bins=20, color=NEUTRAL)
+    if max_prompt_length is not None:
+        over = sum(n > max_prompt_length for n in lengths)
+        ax.axvline(max_prompt_length, color=NEGATIVE, linestyle="--",
+                   label=f"budget {max_prompt_length} tokens ({over} of {len(lengths)} prompts longer)")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="prompt length (tokens)", ylabel="prompts", title="How long are the rendered prompts?")
+    return fig

@@ -25,8 +25,8 @@ def test_clipping_curve_is_flat_beyond_the_band():
     assert y[x > 1.3].min() == pytest.approx(1.2) and y[x > 1.3].max() == pytest.approx(1.2)
 
 
-@pytest.mark.parametrize("name", ["k3_figure", "ppo_vs_grpo_figure", "loss_weighting_figure", "vram_figure"])
+@pytest.mark.parametrize("name", ["k3_figure", "ppo_vs_grpo_figure", "prompt_length_figure", "loss_weighting_figure", "vram_figure"])
 def test_figures_render(name, tmp_path):
-    fig = getattr(figures, name)()
+    fig = getattr(figures, name)([100, 300]) if name == "prompt_length_figure" else getattr(figures, name)()
     fig.savefig(tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
