@@ -77,7 +77,8 @@ def scores_html(result: dict, weights: Mapping[str, float]) -> str:
         rows.append(f"<tr{style}><td>{SHORT[name]}</td><td>{_fmt(lo)}..{_fmt(hi)}</td><td>{_fmt(weights[name])}</td>"
                     f"<td>{_fmt(seed)}</td><td><b>{_fmt(fixed)}</b></td></tr>")
     head = "<tr><th>reward</th><th>range</th><th>weight</th><th>seed</th><th>fixed</th></tr>"
-    return f'<table class="grpo-scores">{head}{"".join(rows)}</table>'
+    style = "<style>.grpo-scores td, .grpo-scores th, .grpo-group td, .grpo-group th {padding: 2px 10px}</style>"
+    return f'{style}<table class="grpo-scores">{head}{"".join(rows)}</table>'
 
 
 def _weight_sliders(weights: Mapping[str, float] | None):
@@ -228,7 +229,7 @@ def group_html(results: Sequence[GroupResult], scale_rewards: str) -> str:
     """HTML tables, one per group: completion, each reward, total, advantage; then mean and std."""
     formula = {"group": "(r - group mean) / (group std + 1e-4)", "batch": "(r - group mean) / (batch std + 1e-4)",
                "none": "r - group mean"}[scale_rewards]
-    parts = [f"<p>advantage = {formula} &nbsp; (std: unbiased, as torch.std)</p>"]
+    parts = ["<style>.grpo-group td, .grpo-group th {padding: 2px 8px}</style>", f"<p>advantage = {formula} &nbsp; (std: unbiased, as torch.std)</p>"]
     for res in results:
         head = "".join(f"<th>{SHORT[n]}</th>" for n in R.REWARD_NAMES)
         rows = []
