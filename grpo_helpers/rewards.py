@@ -8,7 +8,7 @@ completion *without* it), each reward scores ``prefill[i] + completion``, so one
 =====================  ==========  ====================================================================
 reward                 range       pays for
 =====================  ==========  ====================================================================
-xmlcount_reward        0 .. 0.5    0.125 per well-placed tag, in order (graded: partial credit)
+xmlcount_reward        0 .. 0.5    0.125 per tag present once and well placed (graded: partial credit)
 soft_format_reward     {0, 0.5}    the four tags in order, any whitespace, non-empty reasoning and answer
 strict_format_reward   {0, 0.5}    exactly the system prompt's layout (tags on their own lines)
 int_reward             {0, 0.5}    the answer is one number (``-3``, ``2.5``, ``1,000``, ``$18`` all count)
@@ -309,41 +309,36 @@ def _soft_ok(text: str) -> bool:
 
 
 def xml_score(text: str) -> float:
-    """Graded tag score in [0, 0.5]: 0.125 for each tag in the chain ``<reasoning>`` -> ``</reasoning>`` ->
-    ``<answer>`` -> ``</answer>`` that is present once and well placed; the chain stops at the first that is not.
+    """Graded tag score in [0, 0.5]: 0.125 for each of the four tags that appears exactly once and is well placed.
 
-    ``<reasoning>`` must open the text, ``</reasoning>`` must close a real reasoning (``MIN_REASONING_CHARS``),
-    ``<answer>`` must follow it, ``</answer>`` must close a non-empty answer; text after ``</answer>`` costs
-    0.001 per character, at most that tag's 0.125 (the seed's penalty had no floor).
+    * ``<reasoning>`` opens the text (only whitespace before it);
+    * ``</reasoning>`` follows ``<reasoning>`` and closes a real reasoning (``MIN_REASONING_CHARS``);
+    * ``<answer>`` follows ``</reasoning>`` with only whitespace between;
+    * ``</answer>`` follows ``<answer>`` and closes a non-empty answer; text after it costs 0.001 per character,
+      at most this tag's 0.125 (the seed's penalty had no floor).
+
+    A repeated tag earns nothing, so spam, duplicated blocks and many answers do not pay; tags out of order earn
+    nothing either. Partial credit stays, so a tiny model that gets some tags right sees reward variance.
 
     Example:
         >>> xml_score("<reasoning>\\n3 + 4 = 7\\n</reasoning>\\n<answer>\\n7\\n</answer>\\n")
         0.5
         >>> xml_score("<reasoning>\\n\\n</reasoning>\\n<answer>\\n\\n</answer>\\n")  # empty template
-        0.125
+        0.25
     """
     text = text or ""
-    counts = {t: text.count(t) for t in (REASONING_OPEN, REASONING_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)}
-    if counts[REASONING_OPEN] != 1 or not text.lstrip().startswith(REASONING_OPEN):
-        return 0.0
-    score = 0.125
-    rest = text[text.index(REASONING_OPEN) + len(REASONING_OPEN):]
-    if counts[REASONING_CLOSE] != 1 or REASONING_CLOSE not in rest:
-        return score
-    reasoning, rest = rest.split(REASONING_CLOSE, 1)
-    if not has_reasoning(reasoning):
-        return score
-    score += 0.125
-    if counts[ANSWER_OPEN] != 1 or not rest.lstrip().startswith(ANSWER_OPEN):
-        return score
-    score += 0.125
-    rest = rest.lstrip()[len(ANSWER_OPEN):]
-    if counts[ANSWER_CLOSE] != 1 or ANSWER_CLOSE not in rest:
-        return score
-    answer, after = rest.split(ANSWER_CLOSE, 1)
-    if not answer.strip():
-        return score
-    return score + 0.125 - min(0.125, 0.001 * len(after.strip()))
+    at = {t: text.find(t) if text.count(t) == 1 else -1 for t in (REASONING_OPEN, REASONING_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)}
+    ro, rc, ao, ac = at[REASONING_OPEN], at[REASONING_CLOSE], at[ANSWER_OPEN], at[ANSWER_CLOSE]
+    score = 0.0
+    if ro >= 0 and not text[:ro].strip():
+        score += 0.125
+    if 0 <= ro < rc and has_reasoning(text[ro + len(REASONING_OPEN):rc]):
+        score += 0.125
+    if 0 <= rc < ao and not text[rc + len(REASONING_CLOSE):ao].strip():
+        score += 0.125
+    if 0 <= ao < ac and text[ao + len(ANSWER_OPEN):ac].strip():
+        score += 0.125 - min(0.125, 0.001 * len(text[ac + len(ANSWER_CLOSE):].strip()))
+    return score
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def group_rows(groups: Sequence[Group], weights: Mapping[str, float] | None = No
     Example:
         >>> res = group_rows(CANNED_GROUPS[:1])
         >>> [round(t, 3) for t in res[0].totals], round(res[0].mean, 3)
-        ([4.0, 2.0, 0.125, 0.125], 1.562)
+        ([4.0, 2.0, 0.125, 0.25], 1.594)
     """
     weights = R.SEED_WEIGHTS if weights is None else weights
     sizes = {len(g.completions) for g in groups}

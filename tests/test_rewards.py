@@ -116,6 +116,10 @@ def test_xmlcount_is_graded_tag_by_tag():
              "<reasoning>\nstep one\n</reasoning>\n<answer>\n7\n</answer>\n"]
     assert R.xmlcount_reward(completions=steps) == [0.125, 0.25, 0.375, 0.5]
     assert R.xmlcount_reward(completions=["no tags at all", ""]) == [0.0, 0.0]
+    partial = ["<reasoning>\nstep one\n<answer>\n7\n</answer>",  # forgot </reasoning>: 2 well-placed tags
+               "<reasoning>\n\n</reasoning>\n<answer>\n\n</answer>\n",  # empty template: the two openers only
+               "Sure! <reasoning>\nstep one\n</reasoning>\n<answer>\n7\n</answer>"]  # text before <reasoning>
+    assert R.xmlcount_reward(completions=partial) == [0.25, 0.25, 0.375]
 
 
 def test_xmlcount_cannot_be_gamed_by_spam_repeats_or_tails():
@@ -305,7 +309,7 @@ def test_fixed_rewards_resist_each_hack(hack):
                                                    R.HONEST_RIGHT.completion], hack.answer)
     assert seed_hack > fixed_hack  # the seed pays the hack more than the fixed rewards do
     assert fixed_hack < fixed_wrong < fixed_right  # honest work, even wrong, beats every hack
-    assert fixed_hack <= 0.625
+    assert fixed_hack < 1.0  # at most tags and a number, never half of honest wrong work
 
 
 def test_hacks_beat_honest_work_under_the_seed():

@@ -70,7 +70,7 @@ def test_bug5_count_xml_pays_empty_templates_scrambled_tags_and_goes_negative():
     assert S.count_xml(ONE_LINE + "x" * 1000) == pytest.approx(-1.5)  # no floor: below -1
     assert S.count_xml(ONE_LINE.rstrip("\n")) == pytest.approx(0.5 - 0.0 + 0.001 - 0.001 * len(ONE_LINE.rstrip("\n")))
     fixed = R.xmlcount_reward(completions=["<reasoning>\n\n</reasoning>\n<answer>\n\n</answer>\n", ONE_LINE + "x" * 1000])
-    assert fixed == [0.125, 0.375]
+    assert fixed == [0.25, 0.375]
 
 
 def test_bug6_plain_string_completions_and_text_prompts_crash():

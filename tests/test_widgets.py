@@ -62,7 +62,7 @@ def test_widgets_carry_stable_css_classes_for_the_browser_test():
 def test_group_view_shows_trl_advantages(scale_rewards):
     gv = Wd.GroupView(scale_rewards=scale_rewards)
     totals = [t for res in gv.results for t in res.totals]
-    assert totals == [4.0, 2.0, 0.125, 0.125, 4.0, 1.5, 0.25, 2.0]
+    assert totals == [4.0, 2.0, 0.125, 0.25, 4.0, 1.5, 0.25, 2.0]
     expected = R.group_advantages(totals, 4, scale_rewards)
     assert [a for res in gv.results for a in res.advantages] == expected
     assert f"{expected[0]:+.3f}" in gv.html.value
@@ -72,12 +72,12 @@ def test_group_view_reacts_to_scale_weights_and_reward_set():
     gv = Wd.GroupView()
     group_adv = gv.results[0].advantages
     gv.scale_rewards.value = "none"
-    assert gv.results[0].advantages == [2.4375, 0.4375, -1.4375, -1.4375]  # r - mean, no division
+    assert gv.results[0].advantages == [2.40625, 0.40625, -1.46875, -1.34375]  # r - mean, no division
     assert "advantage = r - group mean" in gv.html.value
     gv.scale_rewards.value = "group"
     assert gv.results[0].advantages == group_adv
     gv.sliders["correctness_reward"].value = 0.0
-    assert gv.results[0].totals == [2.0, 2.0, 0.125, 0.125]
+    assert gv.results[0].totals == [2.0, 2.0, 0.125, 0.25]
     gv.which.value = "seed"
     gv.sliders["correctness_reward"].value = 1.0
     # Under the seed rewards the wrong "48" gets the best advantage of the Natalia group, "72 clips" almost none.
