@@ -176,8 +176,8 @@ def explain_config(config, keys: Sequence[str] | None = None) -> str:
     for key in keys or EXPLAINED:
         ours, theirs = getattr(config, key), defaults.get(key, "-")
         rows.append((key, _short(ours), _short(theirs), EXPLAINED.get(key, "")))
-    line = f"{'-' * 28} {'-' * 14} {'-' * 14} {'-' * 12}"
-    out = [f"{a:<28} {b:<14} {c:<14} {d}" for a, b, c, d in rows]
+    line = f"{'-' * 28} {'-' * 14} {'-' * 18} {'-' * 12}"
+    out = [f"{a:<28} {b:<14} {c:<18} {d}" for a, b, c, d in rows]
     return "\n".join([out[0], line, *out[1:]])
 
 
@@ -437,22 +437,6 @@ def _compact_progress_class():
                 self.bar = None
 
     return CompactProgress
-
-
-class StopAfterStep:
-    """A callback factory for tests and demos: stop (or crash) training right after optimizer step ``step``."""
-
-    def __new__(cls, step: int, crash: bool = False):
-        from transformers import TrainerCallback
-
-        class _Stop(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step >= step:
-                    if crash:
-                        raise KeyboardInterrupt(f"simulated interruption after step {step}")
-                    control.should_training_stop = True
-
-        return _Stop()
 
 
 # ----------------------------------------------------------------------------------------------------------- trainer
