@@ -110,6 +110,23 @@ def attach_lora(model, path: str | Path, backend: str | None = None) -> Attached
     return AttachedLora(model=loaded, request=None, backend=backend)
 
 
+def lora_change(lora: AttachedLora) -> float:
+    """Largest absolute entry of the LoRA B matrices: 0.0 means training never moved the adapter (B starts at 0).
+
+    That happens when every group's rewards tied: all advantages were 0, so every gradient was 0.
+    """
+    import torch
+
+    if lora.request is not None:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(Path(lora.request.lora_path) / "adapter_model.safetensors"))
+    else:
+        weights = lora.model.state_dict()
+    values = [w for k, w in weights.items() if "lora_B" in k]
+    return max((float(torch.as_tensor(w).abs().max()) for w in values), default=0.0)
+
+
 def ask_both(lora: AttachedLora, tokenizer, question: str, sampling, system_prompt: str | None = None) -> dict[str, str]:
     """The same question, same sampling and seed, answered without and with the LoRA.
 

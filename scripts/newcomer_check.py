@@ -80,6 +80,8 @@ def run_notebook(path: Path, workdir: Path, timeout: int, save_to: Path | None =
         outcome = Outcome(path.name, True, time.perf_counter() - start)
     except CellExecutionError as error:
         outcome = Outcome(path.name, False, time.perf_counter() - start, explain(error, notebook))
+    except Exception as error:  # the kernel did not start or died: report it, go on with the next notebook
+        outcome = Outcome(path.name, False, time.perf_counter() - start, f"kernel failure: {error!r}")
     if save_to is not None:
         save_to.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, save_to / path.name)
