@@ -116,20 +116,33 @@ def verdict(summary: dict, rows: list[dict], before, after) -> list[str]:
     else:
         lines.append(f"The mean total reward did NOT clearly rise: {first:.3f} (first 10 steps) vs {last:.3f} "
                      f"(last 10). Try more --steps or a different --lr.")
+    rose = [f"{n} {a:.3f} -> {b:.3f}" for n, (a, b) in summary.items()
+            if n not in ("total", "completions/mean_length", "entropy") and b > a + 0.02]
+    if rose:
+        lines.append("Rewards that rose (first 10 -> last 10 steps): " + "; ".join(rose) + ".")
     corr = summary.get("correctness_reward", (0.0, 0.0))
     if max(corr) == 0 and after.accuracy <= before.accuracy:
         lines.append("GSM8K correctness did not move: the correctness reward stayed at 0 and test accuracy is "
-                     f"{after.accuracy:.0%}. A 135M model cannot learn grade-school math in a few CPU minutes; what GRPO "
-                     "taught it here is the answer format.")
+                     f"{after.accuracy:.0%}. A 135M model cannot learn grade-school math in a few CPU minutes.")
     elif after.accuracy > before.accuracy:
         lines.append(f"Test accuracy changed from {before.accuracy:.0%} to {after.accuracy:.0%} on {after.n} questions "
                      "(tiny sample: treat as noise unless it repeats).")
     else:
         lines.append(f"Test accuracy: {before.accuracy:.0%} before, {after.accuracy:.0%} after ({after.n} questions).")
+    soft = summary.get("soft_format_reward", (0.0, 0.0))
     if after.format_rate > before.format_rate:
         lines.append(f"Format (tags in order) on held-out test questions: {before.format_rate:.0%} -> "
                      f"{after.format_rate:.0%}; strict seed layout: {before.strict_format_rate:.0%} -> "
                      f"{after.strict_format_rate:.0%}.")
+    elif soft[1] <= soft[0] + 0.02:
+        lines.append(f"The full <reasoning>/<answer> format was NOT learned: the soft format reward stayed at "
+                     f"{soft[1]:.3f} and the held-out format rate is {after.format_rate:.0%} "
+                     f"(before: {before.format_rate:.0%}).")
+    ints, length = summary.get("int_reward", (0.0, 0.0)), summary["completions/mean_length"]
+    if ints[1] > ints[0] + 0.05 and soft[1] <= soft[0] + 0.02 and length[1] < 0.8 * length[0]:
+        lines.append(f"Shortcut: completions got shorter ({length[0]:.0f} -> {length[1]:.0f} tokens) and more of them "
+                     "write a bare <answer>number</answer> block, which int_reward (and the </answer> tag of "
+                     "xmlcount_reward) pay for, without the reasoning block the format asks for.")
     entropy = [r.get("entropy") for r in rows if r.get("entropy") is not None]
     length = [r.get("completions/mean_length") for r in rows if r.get("completions/mean_length") is not None]
     if entropy and length and entropy[-1] < 0.1:

@@ -21,6 +21,7 @@ def test_verdict_reports_a_rise_only_when_there_is_one():
     up = verdict(reward_summary(rows(0.2, 1.2)), rows(0.2, 1.2), before, after)
     assert up[0].startswith("The mean total reward rose from 0.")
     assert any("correctness did not move" in line for line in up)
+    assert any(line.startswith("Rewards that rose") for line in up) is False  # per-reward means are flat here
     assert any("0% -> 100%" in line for line in up)  # format on the held-out question
     flat = verdict(reward_summary(rows(0.5, 0.5)), rows(0.5, 0.5), before, after)
     assert "did NOT clearly rise" in flat[0]
