@@ -287,6 +287,7 @@ def test_resume_after_a_hard_kill_matches_an_uninterrupted_run(tmp_path):
     assert resumed.state.global_step == 4
     diff = max_abs_diff(lora_state(full.model), lora_state(resumed.model))
     assert lora_b_norm(full.model) > 0
+    print(f"max |resumed - uninterrupted| LoRA weight difference: {diff:.3e}")
     assert diff <= 1e-6, f"resumed LoRA differs from the uninterrupted one by {diff:.2e}"
     with open(tmp_path / "killed" / "metrics.csv") as f:
         assert [int(float(r["step"])) for r in csv.DictReader(f)] == [1, 2, 3, 4]
