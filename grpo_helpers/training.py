@@ -304,16 +304,11 @@ def prefill_as_text(dataset, tokenizer):
 
 
 def fix_eos_token(model, tokenizer) -> None:
-    """Make ``tokenizer.eos_token`` the token that ends an assistant turn, as the model's generation config says.
+    """Align the tokenizer's EOS with the model's (see :func:`grpo_helpers.models.align_eos_token`); for models not
+    loaded through :func:`grpo_helpers.models.load_model`."""
+    from grpo_helpers.models import align_eos_token
 
-    The GGUF-converted SmolLM2 tokenizer reports ``<|im_start|>`` as EOS while the model ends turns with
-    ``<|im_end|>``; TRL stops generation and masks completions at ``tokenizer.eos_token_id``, so without this
-    completions would run on into a new chat turn.
-    """
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
-    if isinstance(eos, int) and eos != tokenizer.eos_token_id and eos < len(tokenizer):
-        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+    align_eos_token(model, tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------------------- run dir
@@ -462,11 +457,10 @@ def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mappi
     Example:
         >>> trainer = build_trainer(model, tok, ds, {xmlcount_reward: 1.0}, grpo_config("tiny"))  # doctest: +SKIP
     """
-    from grpo_helpers.rewards import validate_reward_funcs
+    from grpo_helpers.rewards import make_sample_batch, validate_reward_funcs
 
     backend = detect_backend(backend)
     funcs, weights = _reward_list(rewards)
-    validate_reward_funcs(funcs)
     if weights is not None:
         config.reward_weights = weights
     if config.reward_weights is not None and len(config.reward_weights) != len(funcs):
@@ -482,6 +476,9 @@ def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mappi
     if max_prompt_length is not None:
         dataset = drop_long_prompts(dataset, tokenizer, max_prompt_length)
     dataset = prefill_as_text(dataset, tokenizer)
+    # Check the rewards on a batch shaped like what TRL will hand them: text prompts + prefill in tiny mode.
+    prefill = dataset[0]["prefill"] if "prefill" in dataset.column_names else ""
+    validate_reward_funcs(funcs, make_sample_batch(conversational=not isinstance(dataset[0]["prompt"], str), prefill=prefill))
     if not is_peft_model(model):
         model = add_lora(model, backend=backend, rank=lora_rank, seed=config.seed)
     if backend in ("unsloth", "unsloth-vllm"):

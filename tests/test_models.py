@@ -84,3 +84,10 @@ def test_missing_chat_template_gets_chatml(tiny_random):
         assert tokenizer.chat_template == models.CHATML_TEMPLATE
     finally:
         tokenizer.chat_template = saved
+
+
+def test_smollm2_tokenizer_ends_turns_like_the_model(smollm2):
+    model, tokenizer = smollm2
+    # The GGUF tokenizer says <|im_start|>; the model (and TRL's completion mask) need <|im_end|>.
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.eos_token_id == model.generation_config.eos_token_id
+    assert tokenizer.pad_token == "<|im_end|>"
