@@ -168,8 +168,23 @@ def resolve_source(preset_or_name: str) -> str:
     raise AssertionError("unreachable")
 
 
-def finish_tokenizer(tokenizer):
-    """Every course tokenizer has a chat template, a pad token and left padding (what batched generation needs)."""
+def align_eos_token(model, tokenizer) -> None:
+    """Make ``tokenizer.eos_token`` the token that ends an assistant turn, as the model's generation config says.
+
+    The GGUF-converted SmolLM2 tokenizer reports ``<|im_start|>`` as EOS while the model ends turns with ``<|im_end|>``
+    (id 2). TRL stops generation and masks completions at ``tokenizer.eos_token_id``, and the pad token defaults to
+    EOS, so a wrong EOS lets completions run on into a new chat turn and pads with a token that starts turns.
+    """
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+    if isinstance(eos, int) and eos != tokenizer.eos_token_id and eos < len(tokenizer):
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+
+
+def finish_tokenizer(tokenizer, model=None):
+    """Every course tokenizer has the model's EOS, a chat template, a pad token and left padding (for batched generation)."""
+    if model is not None:
+        align_eos_token(model, tokenizer)
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
@@ -231,7 +246,7 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
             kwargs.update(max_lora_rank=rank,
                           gpu_memory_utilization=gpu_memory_utilization or (preset.gpu_memory_utilization if preset else 0.6))
         model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
-        return model, finish_tokenizer(tokenizer)
+        return model, finish_tokenizer(tokenizer, model)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -249,7 +264,7 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
         kwargs["dtype"] = torch.float32  # CPU: bf16 matmuls are slow and fp16 is not supported for training
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    return model, finish_tokenizer(tokenizer)
+    return model, finish_tokenizer(tokenizer, model)
 
 
 # --- Random-weight models in the shapes of the GPU presets (the GPU test machine has no hub) ---------------------------
@@ -293,6 +308,20 @@ def shape_params(shape: str | dict) -> int:
     return layers * per_layer + embed + h
 
 
+def _gsm8k_sample_text(n: int = 3000) -> list[str]:
+    """Questions and answers of GSM8K's train split (offline copy), or [] when it is not installed."""
+    import json
+
+    from grpo_helpers.data import gsm8k_jsonl
+
+    try:
+        lines = gsm8k_jsonl("train").read_text().splitlines()[:n]
+    except CourseError:
+        return []
+    rows = [json.loads(line) for line in lines]
+    return [r["question"] + "\n" + r["answer"] for r in rows]
+
+
 def random_model_dir(shape: str, num_hidden_layers: int | None = None) -> Path:
     """A random-weight bf16 model with the exact shape of a GPU preset (e.g. ``qwen2.5-1.5b-instruct``), saved locally.
 
@@ -322,8 +351,9 @@ def random_model_dir(shape: str, num_hidden_layers: int | None = None) -> Path:
         raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         raw.decoder = decoders.ByteLevel()
         corpus = [SYSTEM_PROMPT, "<reasoning>\n</reasoning>\n<answer>\n</answer>\n", "How many apples? 3 + 4 = 7"] * 20
+        corpus += _gsm8k_sample_text()  # GSM8K prompts then tokenize to about the length a real tokenizer gives
         raw.train_from_iterator(corpus + [str(i) for i in range(1000)],
-                                trainers.BpeTrainer(vocab_size=1000, special_tokens=specials,
+                                trainers.BpeTrainer(vocab_size=8000, special_tokens=specials,
                                                     initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
         tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                       bos_token="<|im_start|>")
