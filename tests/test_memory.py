@@ -1,0 +1,87 @@
+"""grpo_helpers.memory: the VRAM estimator reproduces every GPU measurement within ±15%, and its advice is sane."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from grpo_helpers.errors import CourseError
+from grpo_helpers.memory import (T4_GB, estimate_vram, fit_report, fits_gpu, needed_gb, preset_estimate,
+                                 suggest_preset)
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_results.json"
+
+
+def _measured_rows():
+    data = json.loads(RESULTS.read_text())
+    return [r for r in data["results"] if r.get("ok")]
+
+
+def test_results_file_has_all_measured_groups():
+    rows = _measured_rows()
+    assert {r["group"] for r in rows} == {"main", "settings", "t4"}
+    assert len([r for r in rows if r["group"] == "main"]) == 8  # 2 shapes x 2 precisions x 2 backends
+
+
+@pytest.mark.parametrize("row", _measured_rows(),
+                         ids=lambda r: f"{r['backend']}-{r['shape']}-{'4bit' if r['four_bit'] else 'bf16'}-G{r['generations']}-{r['gc']}")
+def test_estimate_within_15_percent_of_measured_peak(row):
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent))
+    from gpu_unsloth_vs_trl import estimate_for, net_peak
+
+    measured = net_peak(row)
+    estimated = estimate_for(row).total_gb
+    assert abs(estimated / measured - 1) <= 0.15, (estimated, measured)
+
+
+def test_breakdown_adds_up_and_4bit_shrinks_weights():
+    bf16 = estimate_vram(1.54, False, 32, 8, 372, "unsloth", max_completion_length=256)
+    nf4 = estimate_vram(1.54, True, 32, 8, 372, "unsloth", max_completion_length=256)
+    parts = bf16.weights_gb + bf16.lora_optimizer_gb + bf16.activations_gb
+    assert bf16.peak_phase == "training" and bf16.total_gb == pytest.approx(parts)
+    assert 2.8 < bf16.weights_gb < 3.0  # 1.54B x 2 bytes
+    assert nf4.weights_gb < 0.4 * bf16.weights_gb
+    assert nf4.lora_optimizer_gb == bf16.lora_optimizer_gb
+
+
+def test_settings_move_the_estimate_the_right_way():
+    base = dict(params_b=1.54, load_in_4bit=False, lora_rank=32, num_generations=8, max_seq_len=372,
+                max_completion_length=256)
+    trl = estimate_vram(backend="trl-peft", **base).total_gb
+    assert estimate_vram(backend="unsloth", **base).total_gb < trl  # chunked logits + offloaded checkpoints
+    assert estimate_vram(backend="trl-peft", gradient_checkpointing=False, **base).total_gb > 2 * trl
+    assert estimate_vram(backend="trl-peft", **dict(base, num_generations=4)).total_gb < trl
+    assert estimate_vram(backend="trl-peft", **dict(base, lora_rank=64)).lora_optimizer_gb > \
+        estimate_vram(backend="trl-peft", **base).lora_optimizer_gb
+
+
+def test_presets_on_a_t4():
+    # The measured T4 check: 8B 4-bit, 6 x 768 tokens peaked at 7.8 GB under a 15 GB cap.
+    assert fits_gpu("llama-3.1-8b-instruct", T4_GB)
+    assert needed_gb(preset_estimate("llama-3.1-8b-instruct")) < T4_GB
+    assert fits_gpu("qwen2.5-0.5b-instruct", T4_GB)
+    assert not fits_gpu("llama-3.1-8b-instruct", 6)
+    assert suggest_preset(T4_GB) == "llama-3.1-8b-instruct"
+    assert suggest_preset(4) in ("qwen2.5-1.5b-instruct", "llama-3.2-1b-instruct", "qwen2.5-0.5b-instruct")
+    assert suggest_preset(0.5) is None
+
+
+def test_fit_report_suggests_a_smaller_preset():
+    text = fit_report("llama-3.1-8b-instruct", 6)
+    assert "does NOT fit" in text and "Try '" in text
+    assert "-> fits." in fit_report("qwen2.5-0.5b-instruct", T4_GB)
+
+
+def test_vllm_backend_needs_room_for_its_pool():
+    est = preset_estimate("llama-3.1-8b-instruct", "unsloth-vllm")
+    assert est.generation_gb > 1.0  # vLLM's KV pool + engine stay allocated during training
+    assert fits_gpu("qwen2.5-0.5b-instruct", T4_GB, "unsloth-vllm")
+
+
+def test_bad_arguments_are_course_errors():
+    with pytest.raises(CourseError, match="backend"):
+        estimate_vram(1.0, False, 16, 4, 512, "jax")
+    with pytest.raises(CourseError, match="positive"):
+        estimate_vram(1.0, False, 16, 0, 512)
