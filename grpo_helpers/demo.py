@@ -260,6 +260,7 @@ def main(argv=None) -> int:
         assets.mkdir(exist_ok=True)
         shutil.copyfile(run / "reward_curve.png", assets / "reward_curve.png")
         shutil.copyfile(run / "before_after.png", assets / "demo_before_after.png")
+        shutil.copyfile(run / "metrics.csv", assets / "demo_metrics.csv")  # scripts/make_figures.py redraws from it
         text = (run / "report.md").read_text().replace("(before_after.png)", "(demo_before_after.png)")
         (assets / "demo_report.md").write_text(text)
 
