@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NO_DEPS = $(shell $(PYTHON) -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 RUN_ENV := HF_HUB_OFFLINE=1 GRPO_COURSE_TINY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-.PHONY: setup demo test test-gpu figures benchmark clean-notebooks check-notebooks gpu-kit
+.PHONY: setup demo test test-gpu figures benchmark clean-notebooks check-notebooks newcomer gpu-kit
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ clean-notebooks:
 
 check-notebooks:
 	$(PY) scripts/strip_notebooks.py --check notebooks
+
+# Notebooks in order, each in a fresh kernel and a fresh folder, then each alone (as a learner would run them).
+newcomer: setup
+	$(RUN_ENV) $(PY) scripts/newcomer_check.py --alone
 
 gpu-kit:
 	bash ../shared/gpu/make_kit.sh gpu-kit
