@@ -121,27 +121,34 @@ def smollm2_local_dir() -> Path:
     return _atomic_build(cache_dir() / "smollm2-135m-instruct", build)
 
 
+def byte_level_chat_tokenizer(corpus: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``corpus`` (any text round-trips), with ChatML specials and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(corpus + [str(i) for i in range(1000)], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  bos_token="<|im_start|>")
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
 def tiny_random_dir(hidden_size: int = 64, num_layers: int = 2) -> Path:
     """A tiny random Llama and byte-level BPE tokenizer with a ChatML template, built locally (no download)."""
 
     def build(out: Path) -> None:
         import torch
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+        from transformers import LlamaConfig, LlamaForCausalLM
 
         from grpo_helpers.data import SYSTEM_PROMPT
 
-        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-        raw = Tokenizer(models.BPE())
-        raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        raw.decoder = decoders.ByteLevel()
         corpus = [SYSTEM_PROMPT, "<reasoning>\n</reasoning>\n<answer>\n</answer>\n", "Calculate pi. 3.14159"] * 20
-        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        raw.train_from_iterator(corpus + [str(i) for i in range(1000)], trainer)
-        tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                      bos_token="<|im_start|>")
-        tok.chat_template = CHATML_TEMPLATE
+        tok = byte_level_chat_tokenizer(corpus, vocab_size=400)
         config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                              num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
                              max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
@@ -341,23 +348,13 @@ def random_model_dir(shape: str, num_hidden_layers: int | None = None) -> Path:
 
     def build(out: Path) -> None:
         import torch
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         from grpo_helpers.data import SYSTEM_PROMPT
 
-        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-        raw = Tokenizer(models.BPE())
-        raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        raw.decoder = decoders.ByteLevel()
         corpus = [SYSTEM_PROMPT, "<reasoning>\n</reasoning>\n<answer>\n</answer>\n", "How many apples? 3 + 4 = 7"] * 20
         corpus += _gsm8k_sample_text()  # GSM8K prompts then tokenize to about the length a real tokenizer gives
-        raw.train_from_iterator(corpus + [str(i) for i in range(1000)],
-                                trainers.BpeTrainer(vocab_size=8000, special_tokens=specials,
-                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-        tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                      bos_token="<|im_start|>")
-        tok.chat_template = CHATML_TEMPLATE
+        tok = byte_level_chat_tokenizer(corpus, vocab_size=8000)
         spec_ = dict(spec)
         model_type = spec_.pop("model_type")
         config = AutoConfig.for_model(model_type, **spec_, max_position_embeddings=4096, pad_token_id=tok.pad_token_id,
