@@ -72,10 +72,13 @@ def choose_threads(requested: int = 0) -> int:
     """
     import os
 
+    import psutil
+
     if requested > 0:
         return requested
     cores = os.cpu_count() or 1
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    # A short sample of CPU use now, not the 1-minute load average: that still counts `make setup`'s pip install.
+    busy = psutil.cpu_percent(interval=0.5) / 100 * cores
     return max(1, min(cores, round(cores - busy)))
 
 
