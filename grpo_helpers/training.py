@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from grpo_helpers.config import detect_backend, has_cuda
 from grpo_helpers.errors import CourseError
-from grpo_helpers.models import LORA_TARGET_MODULES
+from grpo_helpers.models import LORA_TARGET_MODULES, align_eos_token
 
 RUNS_DIR = Path("runs")
 CHECKPOINTS = "checkpoints"
@@ -303,14 +303,6 @@ def prefill_as_text(dataset, tokenizer):
     return dataset.map(to_text)
 
 
-def fix_eos_token(model, tokenizer) -> None:
-    """Align the tokenizer's EOS with the model's (see :func:`grpo_helpers.models.align_eos_token`); for models not
-    loaded through :func:`grpo_helpers.models.load_model`."""
-    from grpo_helpers.models import align_eos_token
-
-    align_eos_token(model, tokenizer)
-
-
 # ---------------------------------------------------------------------------------------------------------- run dir
 
 def run_folder(config) -> Path:
@@ -472,7 +464,7 @@ def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mappi
                           fix="Build it with grpo_helpers.data.load_gsm8k (or format_gsm8k for your own rows).")
     if max_prompt_length is None and getattr(config, "max_completion_length", 0) == SEED_MAX_SEQ_LENGTH - SEED_MAX_PROMPT_LENGTH:
         max_prompt_length = SEED_MAX_PROMPT_LENGTH  # the seed preset's prompt budget
-    fix_eos_token(model, tokenizer)
+    align_eos_token(model, tokenizer)  # for models not loaded through models.load_model
     if max_prompt_length is not None:
         dataset = drop_long_prompts(dataset, tokenizer, max_prompt_length)
     dataset = prefill_as_text(dataset, tokenizer)

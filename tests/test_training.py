@@ -18,7 +18,7 @@ import pytest
 
 from grpo_helpers.errors import CourseError
 from grpo_helpers.training import (SEED_MAX_PROMPT_LENGTH, add_lora, build_trainer, drop_long_prompts, explain_config,
-                                   export_merged, first_last_mean, fix_eos_token, grpo_config, lora_state, load_lora,
+                                   export_merged, first_last_mean, grpo_config, lora_state, load_lora,
                                    max_abs_diff, prefill_as_text, run_folder, save_lora, train, trainable_parameters)
 
 PREFILL = "<reasoning>\n"
@@ -111,11 +111,11 @@ def test_prefill_becomes_a_text_prompt_and_long_prompts_are_dropped(smollm2):
     assert len(drop_long_prompts(ds, tokenizer, 10_000)) == 4 and len(drop_long_prompts(ds, tokenizer, 20)) == 0
 
 
-def test_fix_eos_token_matches_the_end_of_turn_token():
-    from grpo_helpers.models import load_model
+def test_align_eos_token_matches_the_end_of_turn_token():
+    from grpo_helpers.models import align_eos_token, load_model
 
     model, tokenizer = load_model("smollm2-135m-offline", backend="trl-peft")
-    fix_eos_token(model, tokenizer)
+    align_eos_token(model, tokenizer)
     assert tokenizer.eos_token == "<|im_end|>" == tokenizer.convert_ids_to_tokens(model.generation_config.eos_token_id)
 
 
