@@ -1,11 +1,11 @@
-"""The course's own run: what notebook 05 trains and notebook 06 evaluates, with and without the LoRA.
+"""The course's own run: what notebook 06 trains and notebook 07 evaluates, with and without the LoRA.
 
 Files passed between notebooks (relative to the notebook's folder):
 
-* ``runs/course/lora/``: the LoRA adapter notebook 05 saves and notebook 06 loads.
+* ``runs/course/lora/``: the LoRA adapter notebook 06 saves and notebook 07 loads.
 * ``runs/course/metrics.csv`` and ``reward_curve.png``: the training curves of that run.
 
-Notebook 06 must also work alone in a fresh kernel: :func:`ensure_lora` trains a minimal adapter when 05's is missing.
+Notebook 07 must also work alone in a fresh kernel: :func:`ensure_lora` trains a minimal adapter when 06's is missing.
 
 Example:
     >>> lora_dir()
@@ -45,16 +45,16 @@ def training_config(cfg, run_name: str = RUN_NAME, **overrides):
 
 
 def ensure_lora(cfg, run_name: str = RUN_NAME, **overrides) -> Path:
-    """The LoRA from notebook 05 if it exists; otherwise train a minimal one now (what 05 does, in one call).
+    """The LoRA from notebook 06 if it exists; otherwise train a minimal one now (what 06 does, in one call).
 
     Example:
         >>> path = ensure_lora(course_config(tiny=True, max_steps=1))  # doctest: +SKIP
     """
     path = lora_dir(run_name)
     if (path / "adapter_config.json").is_file():
-        print(f"Found the LoRA from notebook 05 in {path}.")
+        print(f"Found the LoRA from notebook 06 in {path}.")
         return path
-    print(f"No LoRA in {path} (notebook 05 saves it there): training a minimal one now, "
+    print(f"No LoRA in {path} (notebook 06 saves it there): training a minimal one now, "
           f"{overrides.get('max_steps', cfg.max_steps)} steps, so this notebook also runs on its own.")
     from grpo_helpers.data import load_gsm8k
     from grpo_helpers.models import load_model

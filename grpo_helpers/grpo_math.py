@@ -1,4 +1,4 @@
-"""GRPO from scratch: every piece of the loss in a few lines of torch, the way notebook 07 builds it.
+"""GRPO from scratch: every piece of the loss in a few lines of torch, the way notebook 05 builds it.
 
 The pieces, in the order one training step uses them:
 

@@ -3,7 +3,7 @@
     make figures      (= HF_HUB_OFFLINE=1 .venv/bin/python scripts/make_figures.py)
 
 * assets/reward_curve.png   from assets/demo_metrics.csv (written by `make demo`, which also redraws it)
-* assets/grpo_group_baseline.png   one group's rewards and GRPO advantages (grpo_helpers.figures, as in notebook 07)
+* assets/grpo_group_baseline.png   one group's rewards and GRPO advantages (grpo_helpers.figures, as in notebook 05)
 assets/widget_playground.png is a real screenshot: the browser test (tests/test_widgets_browser.py) retakes it.
 """
 

@@ -6,7 +6,7 @@
 
 A notebook fails the check when a cell raises. A ``NameError`` in a fresh kernel almost always means the notebook
 uses a variable another notebook left in memory, and the report says so. Files on disk may pass from one notebook
-to the next (05 saves the LoRA that 06 loads), but ``--alone`` then requires the notebook that needs them to
+to the next (06 saves the LoRA that 07 loads), but ``--alone`` then requires the notebook that needs them to
 document them at the top, under **Files this notebook uses**, and to cope when they are missing.
 
 The copy runs in a temporary folder, so ``runs/`` left by earlier sessions cannot hide a missing step.

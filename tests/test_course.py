@@ -1,4 +1,4 @@
-"""The 05 -> 06 hand-off: ensure_lora trains and saves when the LoRA is missing, finds it otherwise; the LoRA switches."""
+"""The 06 -> 07 hand-off: ensure_lora trains and saves when the LoRA is missing, finds it otherwise; the LoRA switches."""
 
 import doctest
 
