@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import sys
 import tempfile
@@ -199,6 +200,38 @@ def finish_tokenizer(tokenizer, model=None):
     tokenizer.padding_side = "left"
     tokenizer.clean_up_tokenization_spaces = False  # destructive for BPE tokenizers
     return tokenizer
+
+
+def real_numel(param) -> int:
+    """How many weights ``param`` stands for, also when bitsandbytes stores it packed in 4 bits.
+
+    A bitsandbytes ``Params4bit`` keeps two 4-bit values in each byte, so its ``numel()`` is half the real count
+    (a quarter with a 16-bit storage type). Its ``quant_state.shape`` is the shape before packing.
+
+    Example:
+        >>> import torch
+        >>> real_numel(torch.nn.Parameter(torch.zeros(4, 8)))
+        32
+    """
+    shape = getattr(getattr(param, "quant_state", None), "shape", None)
+    if shape is not None:
+        return math.prod(shape)
+    if type(param).__name__ == "Params4bit" and not param.is_floating_point():
+        return param.numel() * 2 * param.element_size()  # packed, quant_state not at hand: PEFT's rule
+    return param.numel()
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) weights of ``model``, counting 4-bit weights at their real size (see :func:`real_numel`).
+
+    Example:
+        >>> model, _ = load_model("tiny-random")
+        >>> trainable, total = count_parameters(model)
+        >>> trainable == total
+        True
+    """
+    params = list(model.parameters())  # parameters() yields tied weights (embeddings = lm_head) once
+    return sum(real_numel(p) for p in params if p.requires_grad), sum(real_numel(p) for p in params)
 
 
 def _check_gpu_options(backend: str, load_in_4bit: bool, fast_inference: bool) -> None:

@@ -1,5 +1,7 @@
 """grpo_helpers.models: presets, the real offline SmolLM2, tiny-random, and clear errors."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -91,3 +93,36 @@ def test_smollm2_tokenizer_ends_turns_like_the_model(smollm2):
     # The GGUF tokenizer says <|im_start|>; the model (and TRL's completion mask) need <|im_end|>.
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.eos_token_id == model.generation_config.eos_token_id
     assert tokenizer.pad_token == "<|im_end|>"
+
+
+class Params4bit(torch.nn.Parameter):
+    """Stand-in for ``bitsandbytes.nn.Params4bit`` (bitsandbytes is not installed on CPU CI): uint8 storage holding
+    two 4-bit weights per byte, and a ``quant_state`` that remembers the shape before packing."""
+
+
+def packed_linear(d_in: int = 16, d_out: int = 8, with_state: bool = True) -> torch.nn.Linear:
+    layer = torch.nn.Linear(d_in, d_out)
+    packed = Params4bit(torch.zeros(d_in * d_out // 2, 1, dtype=torch.uint8), requires_grad=False)
+    if with_state:
+        packed.quant_state = SimpleNamespace(shape=torch.Size([d_out, d_in]))
+    layer.weight = packed
+    return layer
+
+
+def test_4bit_weights_count_at_their_real_size():
+    layer = packed_linear()
+    assert sum(p.numel() for p in layer.parameters()) == 64 + 8  # what numel() says: half the weights
+    assert models.count_parameters(layer) == (8, 16 * 8 + 8)  # only the bias is trainable; 128 weights + 8 biases
+    assert models.real_numel(packed_linear(with_state=False).weight) == 128  # no quant_state: PEFT's 2 x numel
+
+
+def test_count_parameters_counts_tied_weights_once_and_lora_as_trainable(tiny_random):
+    from grpo_helpers.training import add_lora, trainable_parameters
+
+    model, _ = tiny_random
+    total = sum(p.numel() for p in model.parameters())
+    assert models.count_parameters(model) == (total, total)
+    lora = add_lora(models.load_model("tiny-random", "trl-peft")[0], "trl-peft", rank=4)
+    trainable, lora_total = trainable_parameters(lora)
+    assert trainable == sum(p.numel() for n, p in lora.named_parameters() if "lora_" in n)
+    assert lora_total == total + trainable
