@@ -191,6 +191,9 @@ def _short(value: Any) -> str:
 def trainable_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts; with LoRA the first is a few percent of the second.
 
+    4-bit weights count at their real size, not the packed storage ``numel()`` reports
+    (:func:`grpo_helpers.models.count_parameters`).
+
     Example:
         >>> from grpo_helpers.models import load_model
         >>> model, _ = load_model("tiny-random")
@@ -198,8 +201,9 @@ def trainable_parameters(model) -> tuple[int, int]:
         >>> trainable == total
         True
     """
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    from grpo_helpers.models import count_parameters
+
+    return count_parameters(model)
 
 
 def is_peft_model(model) -> bool:
