@@ -1,7 +1,7 @@
 """Theory figures for the notebooks, drawn by code so a learner can change the numbers and redraw.
 
-Each function returns a ``matplotlib.figure.Figure`` (not registered with pyplot, so Jupyter shows it once, as the
-cell's value) and takes the numbers it draws as arguments.
+Each function returns a ``matplotlib.figure.Figure`` that Jupyter shows once, as the cell's value (see
+:func:`grpo_helpers.plotting.new_figure`), and takes the numbers it draws as arguments.
 
 Example:
     >>> fig = clipping_figure(epsilon_low=0.2, epsilon_high=0.28)
@@ -17,11 +17,9 @@ POSITIVE, NEGATIVE, NEUTRAL = "#2a9d8f", "#e76f51", "#8d99ae"
 
 
 def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.2):
-    from matplotlib.figure import Figure
+    from grpo_helpers.plotting import new_figure
 
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    axes = fig.subplots(1, ncols)
-    return fig, axes
+    return new_figure(ncols, width=width, height=height, layout="constrained")
 
 
 def group_baseline_figure(rewards: Sequence[float], scale_rewards: str = "group"):

@@ -31,6 +31,26 @@ def _agg():
         matplotlib.use("Agg")
 
 
+def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.2, nrows: int = 1, **subplots):
+    """A figure with a row of axes that a notebook shows exactly once, as the value of the cell.
+
+    Made through pyplot, because in Jupyter that is what loads the inline backend that turns a ``Figure`` into a
+    picture (a figure made without pyplot shows as the text ``<Figure size ...>``), then closed at once, so pyplot's
+    end-of-cell flush does not draw it a second time. Outside Jupyter it draws off-screen (Agg).
+
+    Example:
+        >>> fig, axes = new_figure(2)
+        >>> len(fig.axes)
+        2
+    """
+    _agg()
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **subplots)
+    plt.close(fig)
+    return fig, axes
+
+
 def _interactive() -> bool:
     try:
         from IPython import get_ipython
@@ -133,15 +153,12 @@ def plot_reward_curves(history, title: str | None = None, smooth: int = 5):
 
     ``history``: TRL log dicts (``trainer.state.log_history``), a ``metrics.csv`` path, or a DataFrame.
     """
-    _agg()
-    import matplotlib.pyplot as plt
-
     rows = _rows(history)
     kl_x, kl_y = _series(rows, "kl")
     show_kl = any(abs(v) > 0 for v in kl_y)
     panels = ["total reward", "each reward (mean)", "reward std"] + (["KL to reference"] if show_kl else []) + \
              ["completion length (tokens)"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    fig, axes = new_figure(len(panels), width=3.6, height=3.0, squeeze=False)
     axes = list(axes[0])
     x, y = _series(rows, "reward")
     axes[0].plot(x, y, ".", alpha=0.5, label="per step")
@@ -180,10 +197,7 @@ def plot_before_after(before: Mapping[str, float], after: Mapping[str, float],
         >>> len(fig.axes[0].patches)
         4
     """
-    _agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(metrics), 3.2))
+    fig, ax = new_figure(1, width=1.6 + 1.5 * len(metrics), height=3.2)
     xs = range(len(metrics))
     width = 0.38
     for offset, label, values, color in ((-width / 2, "before", before, "tab:gray"), (width / 2, "after", after, "tab:blue")):
