@@ -6,6 +6,12 @@ Environment variables are read **only here**:
   ``0`` runs the full GPU recipe. Unset: tiny when there is no CUDA GPU, full otherwise.
 * ``GRPO_COURSE_BACKEND``: force ``unsloth-vllm``, ``unsloth`` or ``trl-peft``.
 * ``GRPO_COURSE_CACHE``: where converted models live (default ``~/.cache/grpo_course``).
+* ``GRPO_COURSE_MODEL``: a hub id or local folder replacing the recipe's model (GPU tests use a random-weight folder).
+* ``GRPO_COURSE_DTYPE``: ``float16`` or ``bfloat16``, what ``from_pretrained`` gets as dtype (float16 = a T4's setup).
+* ``GRPO_COURSE_STEPS``: ``max_steps`` override (GPU notebook tests run a few steps).
+* ``GRPO_COURSE_RUNS``: where runs are stored (overrides the Drive / Kaggle / ``./runs`` choice of ``storage``).
+
+Keyword arguments of :func:`course_config` win over these variables, which win over the recipe (``recipes.py``).
 
 Example:
     >>> from grpo_helpers.config import course_config
@@ -115,22 +121,93 @@ def cache_dir() -> Path:
     return path
 
 
+DTYPES = ("float16", "bfloat16")
+
+
+def model_override() -> str | None:
+    """``GRPO_COURSE_MODEL``: a model name or local folder that replaces the recipe's model, or None."""
+    return os.environ.get("GRPO_COURSE_MODEL", "").strip() or None
+
+
+def dtype_override() -> str | None:
+    """``GRPO_COURSE_DTYPE``: ``"float16"`` (a T4's configuration) or ``"bfloat16"``, or None (Unsloth chooses)."""
+    value = os.environ.get("GRPO_COURSE_DTYPE", "").strip() or None
+    if value is not None and value not in DTYPES:
+        raise CourseError(f"GRPO_COURSE_DTYPE={value!r} is not understood.",
+                          fix="Set GRPO_COURSE_DTYPE=float16 (a T4's configuration) or bfloat16, or leave it unset.")
+    return value
+
+
+def steps_override() -> int | None:
+    """``GRPO_COURSE_STEPS``: a ``max_steps`` override, or None."""
+    value = os.environ.get("GRPO_COURSE_STEPS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise CourseError(f"GRPO_COURSE_STEPS={value!r} is not a positive whole number.", fix="Set e.g. GRPO_COURSE_STEPS=2.")
+    return int(value)
+
+
+def runs_override() -> Path | None:
+    """``GRPO_COURSE_RUNS``: the folder runs are stored in, replacing the Drive / Kaggle / ``./runs`` choice, or None."""
+    value = os.environ.get("GRPO_COURSE_RUNS", "").strip()
+    return Path(value).expanduser() if value else None
+
+
 @dataclasses.dataclass(frozen=True)
 class CourseConfig:
-    """Everything a notebook needs to know about the run it is part of. Build it with :func:`course_config`."""
+    """Everything a notebook needs to know about the run it is part of. Build it with :func:`course_config`.
+
+    The values come from ``grpo_helpers.recipes`` (``TINY`` or ``SEED``); the notebooks pass them to the real calls,
+    e.g. ``FastLanguageModel.from_pretrained(model_name=cfg.model_name, max_seq_length=cfg.max_seq_length, ...)``.
+    """
 
     tiny: bool
     backend: str
+    # model: from_pretrained(...)
     model_preset: str
+    model_name: str  # hub id or local folder (tiny: the cached SmolLM2 folder)
     max_seq_length: int
+    load_in_4bit: bool
+    fast_inference: bool  # vLLM generation: True only on the unsloth-vllm backend
+    gpu_memory_utilization: float
+    dtype: str | None  # None: Unsloth chooses (bfloat16 where supported, float16 on a T4); "float16" forces a T4's setup
+    # LoRA: get_peft_model(...)
     lora_rank: int
+    lora_alpha: int
+    # data
+    system_prompt: str
+    prefill: str  # text the assistant turn starts with; tiny models need "<reasoning>\n" to find the format
     train_rows: int | None  # None: the whole GSM8K train split
     eval_rows: int
+    max_prompt_length: int | None  # longer prompts are dropped from the training set; None keeps all
+    # GRPOConfig(...)
+    learning_rate: float
+    adam_beta1: float
+    adam_beta2: float
+    weight_decay: float
+    warmup_steps: float
+    lr_scheduler_type: str
+    optim: str
+    logging_steps: int
+    prompts_per_step: int
+    gradient_accumulation_steps: int
     num_generations: int
     max_completion_length: int
     max_steps: int
-    prefill: str  # text the assistant turn starts with; tiny models need "<reasoning>\n" to find the format
+    save_steps: int
+    save_total_limit: int | None
+    max_grad_norm: float
+    beta: float
+    loss_type: str
+    temperature: float
+    scale_rewards: str
     seed: int = 3407
+
+    @property
+    def per_device_train_batch_size(self) -> int:
+        """Completions per step: TRL counts completions, so one prompt with its group is ``num_generations``."""
+        return self.prompts_per_step * self.num_generations
 
     def summary(self) -> str:
         """One line a learner can read at the top of a notebook."""
@@ -139,27 +216,54 @@ class CourseConfig:
                 f"generations={self.num_generations}, completion={self.max_completion_length} tokens, steps={self.max_steps}")
 
 
+def _system_prompt(name_or_text: str) -> str:
+    from grpo_helpers.data import SYSTEM_PROMPT  # data imports config: import here
+
+    return {"seed": SYSTEM_PROMPT}.get(name_or_text, name_or_text)
+
+
+def _model_name(preset: str) -> str:
+    from grpo_helpers.models import resolve_source  # models imports config: import here
+
+    return resolve_source(preset)
+
+
 def course_config(tiny: bool | None = None, backend: str | None = None, **overrides) -> CourseConfig:
     """The settings for this machine, tiny or full, with optional overrides.
 
+    Values come from ``recipes.TINY`` or ``recipes.SEED``; then the ``GRPO_COURSE_MODEL`` / ``GRPO_COURSE_DTYPE`` /
+    ``GRPO_COURSE_STEPS`` environment overrides; then ``overrides``. ``fast_inference`` is switched off unless the
+    backend is ``unsloth-vllm``, and the seed's ``paged_adamw_8bit`` becomes ``adamw_torch`` without CUDA.
+
     Example:
-        >>> course_config(tiny=True, max_steps=3).max_steps
-        3
+        >>> cfg = course_config(tiny=True, max_steps=3)
+        >>> cfg.max_steps, cfg.learning_rate, cfg.per_device_train_batch_size
+        (3, 0.0002, 4)
     """
+    from grpo_helpers.recipes import SEED, TINY
+
     tiny = is_tiny() if tiny is None else tiny
     chosen = detect_backend(backend) if not tiny or backend else "trl-peft"
-    if tiny:
-        base = dict(model_preset="smollm2-135m-offline", max_seq_length=512, lora_rank=16, train_rows=64,
-                    eval_rows=8, num_generations=4, max_completion_length=64, max_steps=4, prefill="<reasoning>\n")
-    else:
-        base = dict(model_preset="llama-3.1-8b-instruct", max_seq_length=1024, lora_rank=32, train_rows=None,
-                    eval_rows=200, num_generations=6, max_completion_length=768, max_steps=250, prefill="")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(CourseConfig)}
+    fields = {f.name for f in dataclasses.fields(CourseConfig)} - {"tiny", "backend"}
+    unknown = set(overrides) - fields
     if unknown:
         raise CourseError(f"course_config() got unknown settings {sorted(unknown)}.",
-                          fix=f"Use fields of CourseConfig: {[f.name for f in dataclasses.fields(CourseConfig)]}.")
-    base.update(overrides)
-    return CourseConfig(tiny=tiny, backend=chosen, **base)
+                          fix=f"Use fields of CourseConfig: {sorted(fields)}.")
+    values = dict(TINY if tiny else SEED)
+    env = dict(model_name=model_override(), dtype=dtype_override(), max_steps=steps_override())
+    values.update({k: v for k, v in env.items() if v is not None})
+    values.update(overrides)
+    if values["model_name"] is None or ("model_preset" in overrides and "model_name" not in overrides
+                                        and env["model_name"] is None):
+        values["model_name"] = _model_name(values["model_preset"])
+    values["system_prompt"] = _system_prompt(values["system_prompt"])
+    values["fast_inference"] = bool(values["fast_inference"]) and chosen == "unsloth-vllm"
+    if values["optim"] == "paged_adamw_8bit" and not has_cuda():
+        values["optim"] = "adamw_torch"  # bitsandbytes' paged optimizers need CUDA
+    if values["dtype"] is not None and values["dtype"] not in DTYPES:
+        raise CourseError(f"dtype={values['dtype']!r} is not one the course knows.",
+                          fix="Use None (Unsloth chooses), 'float16' (a T4's configuration) or 'bfloat16'.")
+    return CourseConfig(tiny=tiny, backend=chosen, **values)
 
 
 def installed_version(dist: str) -> str | None:

@@ -27,8 +27,10 @@ def lora_dir(run_name: str = RUN_NAME, runs_dir: str | Path = "runs") -> Path:
     return Path(runs_dir) / run_name / "lora"
 
 
-def training_config(cfg, run_name: str = RUN_NAME, **overrides):
-    """TRL ``GRPOConfig`` for this machine: the tiny or seed preset, sized by the course config ``cfg``.
+def training_config(cfg, run_name: str = RUN_NAME, *, model=None, **overrides):
+    """TRL ``GRPOConfig`` with the course config's values (``cfg`` comes from ``course_config()``).
+
+    ``model``: bf16/fp16 follow the dtype it was loaded in (fp16 on a T4).
 
     Example:
         >>> from grpo_helpers.config import course_config
@@ -38,10 +40,7 @@ def training_config(cfg, run_name: str = RUN_NAME, **overrides):
     """
     from grpo_helpers.training import grpo_config
 
-    sizes = dict(max_steps=cfg.max_steps, num_generations=cfg.num_generations,
-                 per_device_train_batch_size=cfg.num_generations,  # one prompt and its group per step
-                 max_completion_length=cfg.max_completion_length, save_steps=cfg.max_steps, seed=cfg.seed)
-    return grpo_config("tiny" if cfg.tiny else "seed", run_name=run_name, backend=cfg.backend, **{**sizes, **overrides})
+    return grpo_config(cfg, run_name=run_name, backend=cfg.backend, model=model, **overrides)
 
 
 def ensure_lora(cfg, run_name: str = RUN_NAME, **overrides) -> Path:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from grpo_helpers.config import detect_backend, has_cuda
 from grpo_helpers.errors import CourseError
 from grpo_helpers.models import LORA_TARGET_MODULES, align_eos_token
+from grpo_helpers.recipes import GRPO_KEYS, RECIPES, SEED
 
 RUNS_DIR = Path("runs")
 CHECKPOINTS = "checkpoints"
@@ -37,87 +38,58 @@ METRICS_CSV = "metrics.csv"
 REWARD_CURVE_PNG = "reward_curve.png"
 
 # The seed recipe (Unsloth's Llama-3.1-8B GSM8K notebook): max_seq_length 1024, of which 256 for the prompt.
-SEED_MAX_SEQ_LENGTH = 1024
-SEED_MAX_PROMPT_LENGTH = 256
+SEED_MAX_SEQ_LENGTH = SEED["max_seq_length"]
+SEED_MAX_PROMPT_LENGTH = SEED["max_prompt_length"]
 
 
 # ----------------------------------------------------------------------------------------------------------- config
 
-def _preset_values(preset: str, gpu: bool) -> dict[str, Any]:
-    """The settings of a preset, before overrides. Every value the course teaches is set explicitly."""
-    common = dict(
-        logging_steps=1, report_to="none", save_strategy="steps", seed=3407,
-        # Set explicitly: TRL 1.x changed these defaults (beta 0.04 -> 0.0, loss "grpo" -> "dapo"), and the course
-        # teaches what each one does, so a TRL upgrade must not change a run silently.
-        scale_rewards="group",
-        # TRL logs these columns to the console table; keep the log to numbers (the callback writes the CSV).
-        log_completions=False,
-    )
-    if preset == "seed":
-        values = dict(
-            learning_rate=5e-6, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.1,
-            warmup_steps=0.1,  # the seed's warmup_ratio=0.1; transformers 5 reads a float < 1 in warmup_steps as a ratio
-            lr_scheduler_type="cosine",
-            optim="paged_adamw_8bit" if gpu else "adamw_torch",  # bitsandbytes' paged 8-bit AdamW needs CUDA
-            # The seed says batch 1 = ONE prompt. TRL 1.x counts completions per batch and needs whole groups, so one
-            # prompt with its 6 generations is per_device_train_batch_size=6 (Unsloth made the same change itself).
-            per_device_train_batch_size=6, gradient_accumulation_steps=1, num_generations=6,
-            # TRL >= 0.28 has no max_prompt_length: prompts longer than 256 tokens are dropped from the dataset by
-            # build_trainer (drop_long_prompts), and completions get the rest of the 1024-token window.
-            max_completion_length=SEED_MAX_SEQ_LENGTH - SEED_MAX_PROMPT_LENGTH,
-            max_steps=250, save_steps=250, max_grad_norm=0.1,
-            # The seed ran TRL 0.14's GRPO: KL penalty 0.04 to the reference model, per-sequence loss averaging.
-            beta=0.04, loss_type="grpo", temperature=0.9,
-            gradient_checkpointing=False,  # Unsloth does its own ("unsloth" checkpointing in add_lora)
-        )
-        if gpu:
-            import torch
-
-            bf16 = torch.cuda.is_bf16_supported()
-            values.update(bf16=bf16, fp16=not bf16)  # a T4 has no bfloat16
-        else:
-            values.update(use_cpu=True, bf16=False, fp16=False)
-    elif preset == "tiny":
-        values = dict(
-            # A 135M model, LoRA, few steps: a large constant learning rate makes learning visible in minutes.
-            learning_rate=2e-4, adam_beta1=0.9, adam_beta2=0.99, weight_decay=0.0, warmup_steps=0,
-            lr_scheduler_type="constant", optim="adamw_torch",
-            per_device_train_batch_size=8, gradient_accumulation_steps=1, num_generations=8,
-            max_completion_length=64, max_steps=40, save_steps=10, max_grad_norm=0.5,
-            # beta 0: no reference model forward pass (a third cheaper per step on a CPU); "dapo" averages over
-            # all tokens of the batch, so short and long completions weigh the same per token.
-            beta=0.0, loss_type="dapo", temperature=1.0,
-            gradient_checkpointing=False,  # a 135M model fits easily; checkpointing would only slow the CPU down
-            use_cpu=not gpu, bf16=False, fp16=False,
-            dataloader_num_workers=0,
-        )
-    else:
+def _recipe(preset) -> dict[str, Any]:
+    """The recipe dict behind ``preset``: ``"seed"``, ``"tiny"`` or a ``CourseConfig`` (its own values)."""
+    if dataclasses.is_dataclass(preset):
+        return dataclasses.asdict(preset)
+    if preset not in RECIPES:
         raise CourseError(f"Unknown GRPO preset {preset!r}.", fix="Use grpo_config('seed') (the full recipe, GPU) "
-                          "or grpo_config('tiny') (a few minutes on a laptop CPU).")
-    return {**common, **values}
+                          "or grpo_config('tiny') (a few minutes on a laptop CPU), or pass a course_config().")
+    return dict(RECIPES[preset])
 
 
-def grpo_config(preset: str = "tiny", run_name: str = "grpo", *, runs_dir: str | Path = RUNS_DIR, backend: str | None = None,
-                **overrides):
-    """TRL ``GRPOConfig`` for the installed TRL, from a preset plus overrides.
-
-    ``preset``: ``"seed"`` (the blog's recipe: lr 5e-6, betas 0.9/0.99, weight decay 0.1, warmup 0.1, cosine,
-    paged_adamw_8bit on GPU, one prompt x 6 generations per step, grad norm 0.1, 250 steps) or ``"tiny"`` (CPU).
-    Checkpoints go to ``runs/<run_name>/checkpoints``. On ``unsloth-vllm`` generation uses vLLM in colocate mode.
-    Any ``GRPOConfig`` field can be overridden; an unknown name is a :class:`CourseError` listing close matches.
+def grpo_config_kwargs(preset: Any = "tiny", run_name: str = "grpo", *, runs_dir: str | Path = RUNS_DIR,
+                       backend: str | None = None, model=None, **overrides) -> dict[str, Any]:
+    """The keyword arguments :func:`grpo_config` passes to ``GRPOConfig`` (a plain dict, to read or compare).
 
     Example:
-        >>> cfg = grpo_config("seed", run_name="doc", max_steps=3)
-        >>> cfg.learning_rate, cfg.num_generations, cfg.max_steps, cfg.max_completion_length
-        (5e-06, 6, 3, 768)
+        >>> kwargs = grpo_config_kwargs("seed", max_steps=3)
+        >>> kwargs["max_steps"], kwargs["save_steps"], kwargs["save_total_limit"], kwargs["per_device_train_batch_size"]
+        (3, 25, 2, 6)
     """
     import difflib
 
     from trl import GRPOConfig
 
+    from grpo_helpers.precision import training_precision
+
+    recipe = _recipe(preset)
+    is_course = dataclasses.is_dataclass(preset)
+    if backend is None and is_course:
+        backend = preset.backend
     backend = detect_backend(backend) if backend or preset == "seed" else "trl-peft"
     gpu = has_cuda()
-    values = _preset_values(preset, gpu)
+    values = {k: recipe[k] for k in GRPO_KEYS}
+    values.update(
+        per_device_train_batch_size=recipe["prompts_per_step"] * recipe["num_generations"],
+        report_to="none", save_strategy="steps",
+        log_completions=False,  # TRL prints these as a table; course_callbacks shows the best and worst instead
+        # Unsloth does its own ("unsloth" checkpointing in get_peft_model); on a CPU it would only slow a 135M model
+        gradient_checkpointing=False,
+    )
+    if values["optim"] == "paged_adamw_8bit" and not gpu:
+        values["optim"] = "adamw_torch"  # bitsandbytes' paged 8-bit AdamW needs CUDA
+    if gpu:
+        # Follow the model's real dtype: a T4 (no bfloat16) must train in fp16 (see grpo_helpers.precision).
+        values.update(training_precision(model, dtype=recipe.get("dtype")))
+    else:
+        values.update(use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0)
     if backend == "unsloth-vllm":
         # TRL 1.14's way to use vLLM inside the training process; Unsloth swaps in its own engine (fast_inference=True).
         values.update(use_vllm=True, vllm_mode="colocate")
@@ -129,6 +101,8 @@ def grpo_config(preset: str = "tiny", run_name: str = "grpo", *, runs_dir: str |
               "max_prompt_length=...)" if "max_prompt_length" in unknown else ""
         raise CourseError(f"GRPOConfig has no setting(s) {unknown}{why}.",
                           fix="Check the spelling; close matches: " + "; ".join(f"{k} -> {v or 'none'}" for k, v in hints.items()))
+    if "num_generations" in overrides and "per_device_train_batch_size" not in overrides:
+        overrides = {**overrides, "per_device_train_batch_size": recipe["prompts_per_step"] * overrides["num_generations"]}
     values.update(overrides)
     values.setdefault("output_dir", str(Path(runs_dir) / run_name / CHECKPOINTS))
     if values["per_device_train_batch_size"] % values["num_generations"]:
@@ -136,7 +110,28 @@ def grpo_config(preset: str = "tiny", run_name: str = "grpo", *, runs_dir: str |
             f"per_device_train_batch_size={values['per_device_train_batch_size']} is not a multiple of "
             f"num_generations={values['num_generations']}.",
             fix="TRL counts completions per batch: use per_device_train_batch_size = prompts per step x num_generations.")
-    return GRPOConfig(**values)
+    return values
+
+
+def grpo_config(preset: Any = "tiny", run_name: str = "grpo", *, runs_dir: str | Path = RUNS_DIR, backend: str | None = None,
+                model=None, **overrides):
+    """TRL ``GRPOConfig`` for the installed TRL, from a recipe plus overrides.
+
+    ``preset``: ``"seed"`` (the blog's recipe, ``recipes.SEED``: lr 5e-6, betas 0.9/0.99, weight decay 0.1, warmup
+    0.1, cosine, paged_adamw_8bit on GPU, one prompt x 6 generations per step, grad norm 0.1, 250 steps, a checkpoint
+    every 25 steps keeping the last two), ``"tiny"`` (``recipes.TINY``, CPU) or a ``course_config()`` (its values).
+    ``model``: bf16/fp16 follow the dtype it was loaded in (fp16 on a T4). Checkpoints go to
+    ``runs/<run_name>/checkpoints``. On ``unsloth-vllm`` generation uses vLLM in colocate mode. Any ``GRPOConfig``
+    field can be overridden; an unknown name is a :class:`CourseError` listing close matches.
+
+    Example:
+        >>> cfg = grpo_config("seed", run_name="doc", max_steps=3)
+        >>> cfg.learning_rate, cfg.num_generations, cfg.max_steps, cfg.max_completion_length
+        (5e-06, 6, 3, 768)
+    """
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_config_kwargs(preset, run_name, runs_dir=runs_dir, backend=backend, model=model, **overrides))
 
 
 # What explain_config() shows, with the reason the course sets each value.
@@ -158,6 +153,7 @@ EXPLAINED = {
     "reward_weights": "weights of the reward functions in the total reward (None: all 1.0)",
     "use_vllm": "generate with vLLM (much faster than generate() on a GPU)",
     "save_steps": "checkpoint every N steps (what resume=True continues from)",
+    "save_total_limit": "how many checkpoints to keep (the oldest are deleted)",
 }
 
 

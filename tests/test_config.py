@@ -32,6 +32,56 @@ def test_full_recipe_uses_the_seed_model_and_settings():
     assert cfg.prefill == ""
 
 
+def test_recipes_are_the_one_source(monkeypatch):
+    from grpo_helpers.course import training_config
+    from grpo_helpers.recipes import SEED, TINY
+
+    for tiny, recipe in ((True, TINY), (False, SEED)):
+        cfg = config.course_config(tiny=tiny, backend="trl-peft")
+        for key in ("learning_rate", "beta", "loss_type", "temperature", "lora_alpha", "num_generations", "max_steps"):
+            assert getattr(cfg, key) == recipe[key], key
+        trl = training_config(cfg)
+        assert (trl.learning_rate, trl.beta, trl.loss_type, trl.temperature) == (
+            recipe["learning_rate"], recipe["beta"], recipe["loss_type"], recipe["temperature"])
+    monkeypatch.setitem(TINY, "learning_rate", 1.5e-3)  # changing the recipe changes both layers
+    assert config.course_config(tiny=True).learning_rate == 1.5e-3
+    assert training_config(config.course_config(tiny=True)).learning_rate == 1.5e-3
+
+
+def test_tiny_model_name_is_a_local_folder_transformers_loads():
+    from pathlib import Path
+
+    cfg = config.course_config(tiny=True)
+    assert Path(cfg.model_name).is_dir() and (Path(cfg.model_name) / "config.json").is_file()
+    assert config.course_config(tiny=True, model_preset="tiny-random").model_name.endswith("tiny-random-h64-l2")
+    assert cfg.system_prompt.strip().startswith("Respond in the following format")
+
+
+def test_env_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRPO_COURSE_MODEL", str(tmp_path))
+    monkeypatch.setenv("GRPO_COURSE_DTYPE", "float16")
+    monkeypatch.setenv("GRPO_COURSE_STEPS", "2")
+    monkeypatch.setenv("GRPO_COURSE_RUNS", str(tmp_path / "runs"))
+    cfg = config.course_config(tiny=False, backend="trl-peft")
+    assert (cfg.model_name, cfg.dtype, cfg.max_steps) == (str(tmp_path), "float16", 2)
+    assert config.course_config(tiny=False, backend="trl-peft", max_steps=5).max_steps == 5  # arguments win
+    assert config.runs_override() == tmp_path / "runs"
+    monkeypatch.setenv("GRPO_COURSE_DTYPE", "fp8")
+    with pytest.raises(CourseError, match="GRPO_COURSE_DTYPE=float16"):
+        config.course_config(tiny=False, backend="trl-peft")
+    monkeypatch.setenv("GRPO_COURSE_DTYPE", "")
+    monkeypatch.setenv("GRPO_COURSE_STEPS", "two")
+    with pytest.raises(CourseError, match="positive whole number"):
+        config.course_config(tiny=False, backend="trl-peft")
+
+
+def test_full_recipe_on_cpu_shows_the_seed_gpu_values():
+    cfg = config.course_config(tiny=False, backend="trl-peft")
+    assert (cfg.load_in_4bit, cfg.gpu_memory_utilization, cfg.lora_alpha, cfg.dtype) == (True, 0.6, 32, None)
+    assert cfg.fast_inference is False  # vLLM only on the unsloth-vllm backend
+    assert (cfg.save_steps, cfg.save_total_limit, cfg.per_device_train_batch_size) == (25, 2, 6)
+
+
 def test_tiny_config_prefills_reasoning_and_takes_overrides():
     cfg = config.course_config(tiny=True, max_steps=3)
     assert cfg.prefill == "<reasoning>\n" and cfg.max_steps == 3 and cfg.backend == "trl-peft"

