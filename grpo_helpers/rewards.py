@@ -12,7 +12,7 @@ xmlcount_reward        0 .. 0.5    0.125 per tag present once and well placed (g
 soft_format_reward     {0, 0.5}    the four tags in order, any whitespace, non-empty reasoning and answer
 strict_format_reward   {0, 0.5}    exactly the system prompt's layout (tags on their own lines)
 int_reward             {0, 0.5}    the answer is one number (``-3``, ``2.5``, ``1,000``, ``$18`` all count)
-correctness_reward     {0, 2.0}    the answer equals the reference numerically (math-verify for LaTeX)
+correctness_reward     {0, 2.0}    the answer equals the reference exactly (decimals at its precision)
 =====================  ==========  ====================================================================
 
 Example:
@@ -162,7 +162,8 @@ def _normalize(text: str) -> str:
     return text.strip().rstrip(".").strip()
 
 
-def _token_value(m: re.Match) -> float | None:
+def _token_fraction(m: re.Match) -> Fraction | None:
+    """A number token's exact value (a decimal string or fraction read without float rounding), or None."""
     sign = -1 if m.group("neg") else 1
     clean = lambda s: s.replace(",", "")  # noqa: E731
     try:
@@ -173,20 +174,28 @@ def _token_value(m: re.Match) -> float | None:
             den = Fraction(clean(m.group("den")))
             value = Fraction(clean(m.group("num"))) / den if den else None
         else:
-            value = float(clean(m.group("x")) + (f"e{m.group('exp')}" if m.group("exp") else ""))
+            value = Fraction(clean(m.group("x")) + (f"e{m.group('exp')}" if m.group("exp") else ""))
     except (ValueError, OverflowError, ZeroDivisionError):
         return None
+    return None if value is None else sign * value
+
+
+def _token_value(m: re.Match) -> float | None:
+    value = _token_fraction(m)
     if value is None:
         return None
     try:
-        value = sign * float(value)
+        number = float(value)
     except OverflowError:
         return None
-    return value if math.isfinite(value) else None
+    return number if math.isfinite(number) else None
 
 
-def _math_verify_number(text: str) -> float | None:
-    """Parse LaTeX (``\\sqrt{16}``, ``2^{10}``, ``3 \\times 4``) with math-verify into one real number, or None."""
+def _math_verify_value(text: str) -> Fraction | float | None:
+    """Parse LaTeX (``\\sqrt{16}``, ``2^{10}``, ``3 \\times 4``) with math-verify into one real number, or None.
+
+    Rationals come back exact (a Fraction), irrational values as floats.
+    """
     if len(text) > MATH_VERIFY_MAX_CHARS:
         return None
     try:
@@ -198,6 +207,8 @@ def _math_verify_number(text: str) -> float | None:
         parsed = parse(f"${text}$", parsing_timeout=timeout)
         for item in parsed:
             if isinstance(item, sympy.Expr) and item.is_number:
+                if item.is_Rational:
+                    return Fraction(int(item.p), int(item.q))
                 value = complex(sympy.N(item))
                 if abs(value.imag) < 1e-12 and math.isfinite(value.real):
                     return float(value.real)
@@ -205,6 +216,17 @@ def _math_verify_number(text: str) -> float | None:
     except Exception:  # noqa: BLE001 - a reward must never crash training on a strange completion
         return None
     return None
+
+
+def _math_verify_number(text: str) -> float | None:
+    value = _math_verify_value(text)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_number(text: str | None) -> float | None:
@@ -235,20 +257,68 @@ def _normalize_words(text: str) -> str:
     return " ".join((text or "").casefold().split()).rstrip(".")
 
 
+def exact_number(text: str | None) -> tuple[Fraction, int] | None:
+    """The one number ``text`` states as an exact fraction, and how many decimal places it was written with.
+
+    Reads the same formats as :func:`parse_number` (commas, ``$``, ``\\boxed{}``, fractions, LaTeX), but without
+    float rounding, so ``1450001`` and ``1450000`` stay different. Places are 0 for integers, fractions, exponents
+    and LaTeX (those compare exactly), and the digits after the point for a plain decimal (``2.50`` -> 2).
+
+    Example:
+        >>> exact_number("$1,450,000.50")
+        (Fraction(2900001, 2), 2)
+        >>> exact_number("\\\\boxed{18}"), exact_number("16 or 18")
+        ((Fraction(18, 1), 0), None)
+    """
+    if not text:
+        return None
+    text = _normalize(text)
+    if "\\" in text or "^" in text or "{" in text:
+        value = _math_verify_value(text)
+        if isinstance(value, float):
+            value = Fraction(value)
+        return None if value is None else (value, 0)
+    tokens = list(_NUMBER_TOKEN.finditer(text))
+    if len(tokens) != 1 or _token_value(tokens[0]) is None:  # not one number, or not a finite float either
+        return None
+    m = tokens[0]
+    plain = m.group("x")
+    places = len(plain.split(".", 1)[1]) if plain and "." in plain and not m.group("exp") else 0
+    return _token_fraction(m), places
+
+
+def _round_half_away(value: Fraction) -> int:
+    whole = math.floor(abs(value) + Fraction(1, 2))
+    return whole if value >= 0 else -whole
+
+
 def answers_match(pred: str | None, ref: str | None) -> bool:
-    """Whether a predicted answer equals the reference: numerically when the reference is a number, else as words.
+    """Whether a predicted answer equals the reference: exactly when the reference is a number, else as words.
+
+    An integer (or fraction) reference must be met exactly: ``1,450,001`` is not ``1450000``. A decimal reference
+    is met at its own precision: the prediction rounded (half away from zero) to the reference's decimal places must
+    equal it, so ``0.333`` matches ``0.33`` but ``0.3`` does not. How the number is written does not matter:
+    ``$1,000.``, ``1000.0`` and ``\\boxed{1000}`` all equal ``1000``.
 
     Example:
         >>> answers_match("$1,000.", "1000"), answers_match("18.0", "18"), answers_match("16 or 18", "18")
         (True, True, False)
+        >>> answers_match("1,450,001", "1450000"), answers_match("0.333", "0.33"), answers_match("0.3", "0.33")
+        (False, True, False)
     """
     if pred is None or ref is None:
         return False
-    ref_value = parse_number(str(ref))
-    if ref_value is None:  # a non-numeric reference (custom datasets): compare normalized words
+    reference = exact_number(str(ref))
+    if reference is None:  # a non-numeric reference (custom datasets): compare normalized words
         return bool(_normalize_words(str(ref))) and _normalize_words(pred) == _normalize_words(str(ref))
-    value = parse_number(pred)
-    return value is not None and math.isclose(value, ref_value, rel_tol=1e-6, abs_tol=1e-9)
+    predicted = exact_number(pred)
+    if predicted is None:
+        return False
+    (ref_value, places), value = reference, predicted[0]
+    if places == 0:
+        return value == ref_value
+    scale = 10 ** places
+    return _round_half_away(value * scale) == ref_value * scale
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -400,7 +470,7 @@ def int_reward(prompts=None, completions=None, answer=None, prefill=None, **kwar
 
 
 def correctness_reward(prompts=None, completions=None, answer=None, prefill=None, **kwargs) -> list[float]:
-    """2.0 when the one ``<answer>`` block equals the reference numerically (:func:`answers_match`); else 0.0.
+    """2.0 when the one ``<answer>`` block equals the reference exactly (:func:`answers_match`); else 0.0.
 
     Example:
         >>> correctness_reward(completions=["<answer>$1,000.</answer>", "<answer>16 or 1000</answer>"],
