@@ -4,8 +4,10 @@ The pieces, in the order one training step uses them:
 
 1. :func:`sample_group`: G completions for one prompt (the *group*), with the completion mask TRL uses.
 2. :func:`group_advantages`: reward minus the group's mean, divided by the group's std. No value model.
+   (:func:`reward_metrics`: the ``reward_std`` and ``frac_reward_zero_std`` TRL logs about them.)
 3. :func:`per_token_logps`: log pi(token | prefix) for every completion token.
-4. :func:`clipped_surrogate`: the PPO-style clipped objective on the per-token ratio pi / pi_old.
+4. :func:`clipped_surrogate`: the PPO-style clipped objective on the per-token ratio pi / pi_old
+   (:func:`clipped_tokens`: where the clip is active; only ever with more than one optimizer step per batch).
 5. :func:`k3_kl`: the per-token KL estimate to the reference model, ``exp(q) - q - 1`` with ``q = log ref - log pi``.
 6. :func:`aggregate`: how per-token losses become one number: ``grpo``, ``bnpo``, ``dr_grpo``, ``dapo``.
 
@@ -55,6 +57,27 @@ def group_advantages(rewards: "torch.Tensor", num_generations: int, scale_reward
     elif scale_rewards == "batch":
         advantages = advantages / (rewards.std() + eps)
     return torch.nan_to_num(advantages, nan=0.0)
+
+
+def reward_metrics(rewards: "torch.Tensor", num_generations: int) -> dict[str, float]:
+    """The reward numbers TRL logs for a batch: ``reward``, ``reward_std`` and ``frac_reward_zero_std``.
+
+    ``reward_std`` is the std over the whole batch (all prompts together); ``frac_reward_zero_std`` is the share of
+    groups whose rewards are all equal, which get advantage 0 and teach nothing. When it is 1.0, the loss *and*
+    ``grad_norm`` are 0: the step learned nothing (TRL issue #3857).
+
+    Example:
+        >>> import torch
+        >>> metrics = reward_metrics(torch.tensor([1.0, 0.0, 2.0, 2.0]), num_generations=2)
+        >>> {name: round(value, 3) for name, value in metrics.items()}
+        {'reward': 1.25, 'reward_std': 0.957, 'frac_reward_zero_std': 0.5}
+    """
+    import torch
+
+    group_std = rewards.view(-1, num_generations).std(dim=1)
+    zero_std = torch.isclose(group_std, torch.zeros_like(group_std))
+    return {"reward": rewards.mean().item(), "reward_std": rewards.std().item(),
+            "frac_reward_zero_std": zero_std.float().mean().item()}
 
 
 def numbers_used_reward(completions: list[str], question: str) -> list[float]:
@@ -160,9 +183,12 @@ def clipped_surrogate(logps: "torch.Tensor", old_logps: "torch.Tensor", advantag
                       epsilon_low: float = 0.2, epsilon_high: float = 0.2) -> "torch.Tensor":
     """Per-token loss ``-min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A)`` with ``r = pi / pi_old``.
 
-    The clip stops one batch from pushing a token's probability too far: once ``r`` leaves the band in the
-    direction the advantage wants, the gradient is zero. With ``old_logps = logps.detach()`` (one update per
-    batch), ``r`` is 1 and the loss is ``-A``, but its gradient is still ``-A * grad log pi``.
+    Once ``r`` has left the band in the direction the advantage wants, the clipped branch is the minimum, it is flat,
+    and that token's gradient is zero (:func:`clipped_tokens` finds those tokens). This can only happen when the
+    model being trained differs from the one that sampled the batch, i.e. when a batch is used for more than one
+    optimizer step (TRL's ``num_iterations > 1``, or ``steps_per_generation > gradient_accumulation_steps``).
+    With one step per batch (TRL's default) ``old_logps = logps.detach()``, so ``r`` is exactly 1, nothing is ever
+    clipped, and the loss is ``-A``; its gradient is still ``-A * grad log pi``.
 
     Example:
         >>> import torch
@@ -174,6 +200,25 @@ def clipped_surrogate(logps: "torch.Tensor", old_logps: "torch.Tensor", advantag
     advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     clipped = ratio.clamp(1 - epsilon_low, 1 + epsilon_high)
     return -(ratio * advantages).min(clipped * advantages)
+
+
+def clipped_tokens(logps: "torch.Tensor", old_logps: "torch.Tensor", advantages: "torch.Tensor",
+                   epsilon_low: float = 0.2, epsilon_high: float = 0.2) -> "torch.Tensor":
+    """True where the clip is active: the token's gradient is zero because it already moved far enough.
+
+    That is ``r < 1 - eps_low`` for a token with ``A < 0`` (already made less likely enough) or ``r > 1 + eps_high``
+    with ``A > 0`` (already made more likely enough), TRL's ``is_region_clipped``. Its masked mean is the
+    ``clip_ratio/region_mean`` TRL logs; always 0 with one optimizer step per batch, where ``r = 1``.
+
+    Example:
+        >>> import torch
+        >>> lp = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))  # ratios 1.5, 0.5, 1.0 against old_logps = 0
+        >>> clipped_tokens(lp, torch.zeros(1, 3), torch.tensor([1.0]))  # A > 0: only the token above 1.2
+        tensor([[ True, False, False]])
+    """
+    ratio = (logps - old_logps).exp()
+    advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+    return ((ratio < 1 - epsilon_low) & (advantages < 0)) | ((ratio > 1 + epsilon_high) & (advantages > 0))
 
 
 def k3_kl(logps: "torch.Tensor", ref_logps: "torch.Tensor") -> "torch.Tensor":
@@ -228,6 +273,9 @@ def grpo_loss(logps: "torch.Tensor", old_logps: "torch.Tensor | None", ref_logps
     """The whole GRPO loss: clipped surrogate + beta * k3 KL, aggregated by ``loss_type``.
 
     ``old_logps=None`` means one update per batch (pi_old = pi, detached). ``ref_logps`` is needed when beta > 0.
+    With ``beta=0`` and one update per batch the value is about 0 by construction (each group's advantages sum to
+    zero; exactly 0 for ``grpo``, a small length-weighted remainder for the others) while the gradient is not:
+    watch ``reward_std``, ``frac_reward_zero_std`` and ``grad_norm`` instead (TRL issues #3452, #3857).
     ``bias_correction_kl`` multiplies the KL by the ratio pi / pi_old, as TRL >= 1.x does by default
     (``use_bias_correction_kl``, from DeepSeek-V3.2): the value is unchanged on-policy, the gradient is not.
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from grpo_helpers import grpo_math
-from grpo_helpers.grpo_math import (LOSS_TYPES, aggregate, clipped_surrogate, completion_mask, group_advantages, grpo_loss,
-                                    k3_kl, per_token_logps)
+from grpo_helpers.grpo_math import (LOSS_TYPES, aggregate, clipped_surrogate, clipped_tokens, completion_mask,
+                                    group_advantages, grpo_loss, k3_kl, per_token_logps, reward_metrics)
 
 NUM_GENERATIONS, MAX_COMPLETION = 4, 12
 TEMPERATURE = 0.9
@@ -38,6 +38,25 @@ def test_clipping_zeroes_the_gradient_outside_the_band():
     clipped_surrogate(logps, torch.zeros(1, 2), torch.tensor([1.0])).sum().backward()
     assert logps.grad[0, 0] == 0  # ratio 1.5 > 1.2 with A > 0: clipped, no push further
     assert logps.grad[0, 1] < 0  # ratio 0.9 inside the band: the loss pushes log pi up
+
+
+def test_clipped_tokens_are_exactly_the_tokens_without_gradient():
+    torch.manual_seed(0)
+    logps = torch.randn(4, 6).requires_grad_()
+    old = logps.detach() + 0.4 * torch.randn(4, 6)  # ratios on both sides of the band
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    clipped = clipped_tokens(logps, old, advantages, 0.2, 0.28)
+    clipped_surrogate(logps, old, advantages, 0.2, 0.28).sum().backward()
+    assert 0 < clipped.sum() < clipped.numel()
+    assert torch.equal(clipped, logps.grad == 0)
+    assert not clipped_tokens(logps, logps.detach(), advantages).any()  # one step per batch: ratio 1, never clipped
+
+
+def test_reward_metrics_count_groups_that_teach_nothing():
+    metrics = reward_metrics(torch.tensor([1.0, 2.0, 3.0, 6.0, 4.0, 4.0, 4.0, 4.0]), num_generations=4)
+    assert metrics["frac_reward_zero_std"] == 0.5
+    assert metrics["reward"] == 3.5
+    assert abs(metrics["reward_std"] - float(torch.tensor([1.0, 2, 3, 6, 4, 4, 4, 4]).std())) < 1e-6
 
 
 def test_k3_is_non_negative_and_zero_only_when_equal():
@@ -98,6 +117,31 @@ def test_hand_advantages_equal_trls(trl_batch):
     trainer, inputs = trl_batch
     rewards = torch.tensor(list(trainer._logs["rewards"]["char_reward"])[-2 * NUM_GENERATIONS:])
     assert torch.allclose(group_advantages(rewards, NUM_GENERATIONS), inputs["advantages"], atol=1e-5)
+
+
+def test_hand_reward_metrics_equal_trls_logs(trl_batch):
+    trainer, inputs = trl_batch
+    rewards = torch.tensor(list(trainer._logs["rewards"]["char_reward"])[-2 * NUM_GENERATIONS:])
+    ours = reward_metrics(rewards, NUM_GENERATIONS)
+    # TRL logs under "train" or "eval" after the model's mode when it sampled the batch
+    logged = next(trainer._metrics[mode] for mode in ("train", "eval") if trainer._metrics[mode].get("reward_std"))
+    for name, value in ours.items():
+        assert abs(value - logged[name][-1]) < 1e-5, (name, value, logged[name])
+
+
+def test_hand_clipped_tokens_equal_trls_clip_ratio(trl_batch):
+    trainer, inputs = trl_batch
+    trainer.loss_type = "grpo"
+    trainer.model.eval()  # TRL logs under "eval" in eval mode
+    with torch.no_grad():
+        trainer._compute_loss(trainer.model, inputs)
+        logps = per_token_logps(trainer.model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
+                                inputs["completion_mask"], TEMPERATURE)
+    clipped = clipped_tokens(logps, inputs["old_per_token_logps"], inputs["advantages"], 0.2, 0.28)
+    mask = inputs["completion_mask"].bool()
+    ours = clipped[mask].float().mean().item()
+    assert ours > 0, "no clipped token: the comparison tests nothing"
+    assert abs(ours - trainer._metrics["eval"]["clip_ratio/region_mean"][-1]) < 1e-6
 
 
 def test_hand_ref_logps_equal_trls(trl_batch):
