@@ -249,12 +249,13 @@ def _check_gpu_options(backend: str, load_in_4bit: bool, fast_inference: bool) -
 
 def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None = None, *,
                max_seq_length: int | None = None, load_in_4bit: bool | None = None, fast_inference: bool | None = None,
-               lora_rank: int | None = None, gpu_memory_utilization: float | None = None):
+               lora_rank: int | None = None, gpu_memory_utilization: float | None = None, dtype: str | None = None):
     """Model + tokenizer for ``preset_or_name`` on ``backend`` (auto-detected when None).
 
     ``unsloth-vllm`` / ``unsloth``: ``FastLanguageModel.from_pretrained`` (vLLM generation with ``fast_inference``).
     ``trl-peft``: ``AutoModelForCausalLM`` (float32 on CPU, bfloat16 on GPU, bitsandbytes 4-bit if asked on GPU).
-    Options left as None take the preset's recommendation.
+    Options left as None take the preset's recommendation. ``dtype`` (``"float16"``/``"bfloat16"``, e.g. ``cfg.dtype``)
+    forces the 16-bit dtype on a GPU; None lets Unsloth choose (float16 on a T4, which has no bfloat16).
 
     Example:
         >>> model, tok = load_model("tiny-random", backend="trl-peft")
@@ -280,8 +281,10 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
         from unsloth import FastLanguageModel
 
         rank = lora_rank or (preset.lora_rank if preset else 32)
+        import torch
+
         kwargs = dict(model_name=source, max_seq_length=max_seq_length, load_in_4bit=load_in_4bit,
-                      fast_inference=fast_inference)
+                      fast_inference=fast_inference, dtype=getattr(torch, dtype) if dtype else None)
         if fast_inference:
             kwargs.update(max_lora_rank=rank,
                           gpu_memory_utilization=gpu_memory_utilization or (preset.gpu_memory_utilization if preset else 0.6))
@@ -293,13 +296,15 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
 
     kwargs = {}
     if has_cuda():
-        kwargs["dtype"] = torch.bfloat16
+        from grpo_helpers.precision import gpu_dtype_name
+
+        kwargs["dtype"] = getattr(torch, dtype or gpu_dtype_name())  # float16 on a T4: no bfloat16 there
         kwargs["device_map"] = {"": 0}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                               bnb_4bit_compute_dtype=torch.bfloat16)
+                                                               bnb_4bit_compute_dtype=kwargs["dtype"])
     else:
         kwargs["dtype"] = torch.float32  # CPU: bf16 matmuls are slow and fp16 is not supported for training
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
