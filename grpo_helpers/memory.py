@@ -251,3 +251,70 @@ def gpu_memory_gb() -> float | None:
     import torch
 
     return torch.cuda.get_device_properties(0).total_memory / GIB
+
+
+# ------------------------------------------------------------------------------------------------------ several GPUs
+
+STRATEGIES = ("ddp", "zero2", "zero3")  # the three configs in configs/accelerate/
+
+
+def per_gpu_estimate(preset: str, num_gpus: int, strategy: str = "ddp", *, num_generations: int = 6,
+                     max_completion_length: int = 768, max_prompt_length: int = 256) -> float:
+    """Peak GiB on each training GPU when ``scripts/train_grpo.py`` trains ``preset`` on ``num_gpus`` GPUs.
+
+    The script's setup: plain TRL + PEFT (``trl-peft``), bf16 weights, LoRA of the preset's rank, AdamW, Hugging Face
+    gradient checkpointing, one prompt x ``num_generations`` completions per GPU (so N GPUs take N prompts per step).
+
+    * ``ddp``: every GPU holds everything: the one-GPU estimate (plus DDP's fp32 gradient buckets for the LoRA).
+    * ``zero2``: gradients and AdamW states (12 of the 16 bytes per LoRA parameter) are split over the GPUs.
+    * ``zero3``: the bf16 weights and the LoRA weights are split too; a GPU gathers one layer at a time (two with
+      prefetch) while it computes. Activations and logits are per GPU and are not split by any strategy.
+
+    GPUs running ``trl vllm-serve`` are not counted: they hold vLLM's own ``gpu_memory_utilization`` share.
+
+    Example:
+        >>> ddp, zero3 = per_gpu_estimate("llama-3.1-8b-instruct", 8), per_gpu_estimate("llama-3.1-8b-instruct", 8, "zero3")
+        >>> ddp > 20 > zero3
+        True
+    """
+    from grpo_helpers.models import GPU_SHAPES, get_preset, shape_params
+
+    if strategy not in STRATEGIES:
+        raise CourseError(f"Unknown strategy {strategy!r}.", fix=f"Use one of {', '.join(STRATEGIES)}.")
+    if num_gpus < 1:
+        raise CourseError(f"num_gpus={num_gpus} must be at least 1.", fix="Count the training GPUs, e.g. 1, 2, 4 or 8.")
+    p = get_preset(preset)
+    shape = preset if preset in GPU_SHAPES else None
+    est = estimate_vram(p.params_b, False, p.lora_rank, num_generations, max_prompt_length + max_completion_length,
+                        "trl-peft", max_completion_length=max_completion_length, shape=shape, optimizer="adamw_torch")
+    lora_weights = est.lora_optimizer_gb / 4  # 16 bytes per LoRA parameter: 4 weight, 4 gradient, 8 AdamW
+    sharded_states = est.lora_optimizer_gb - lora_weights
+    if strategy == "ddp":
+        fixed = est.weights_gb + est.lora_optimizer_gb + lora_weights  # + gradient buckets
+    elif strategy == "zero2":
+        fixed = est.weights_gb + lora_weights + sharded_states / num_gpus
+    else:
+        c = _shape(p.params_b, shape)
+        embeddings = c["vocab_size"] * c["hidden_size"] * (1 if c["tie_word_embeddings"] else 2)
+        layer_gb = (shape_params(c) - embeddings) / c["num_hidden_layers"] * 2 / GIB  # one bf16 layer
+        gathered = 2 * layer_gb if num_gpus > 1 else 0.0
+        fixed = (est.weights_gb + est.lora_optimizer_gb) / num_gpus + gathered
+    return fixed + max(est.activations_gb, est.generation_gb)  # HF generate frees its KV cache before training
+
+
+def scaling_table(presets: tuple[str, ...] = ("qwen2.5-1.5b-instruct", "qwen2.5-3b-instruct", "llama-3.1-8b-instruct"),
+                  gpus: tuple[int, ...] = (1, 2, 4, 8), **kwargs) -> str:
+    """A markdown table of :func:`per_gpu_estimate` for each preset, GPU count and strategy (docs/scaling.md).
+
+    Print it with ``python -c "from grpo_helpers.memory import scaling_table; print(scaling_table())"``.
+
+    Example:
+        >>> scaling_table(("qwen2.5-0.5b-instruct",), gpus=(1, 2)).splitlines()[0]
+        '| model | GPUs | prompts per step | DDP GB/GPU | ZeRO-2 GB/GPU | ZeRO-3 GB/GPU |'
+    """
+    lines = ["| model | GPUs | prompts per step | DDP GB/GPU | ZeRO-2 GB/GPU | ZeRO-3 GB/GPU |", "|---|---|---|---|---|---|"]
+    for preset in presets:
+        for n in gpus:
+            cells = [f"{per_gpu_estimate(preset, n, s, **kwargs):.1f}" for s in STRATEGIES]
+            lines.append(f"| {preset} | {n} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -85,3 +85,26 @@ def test_bad_arguments_are_course_errors():
         estimate_vram(1.0, False, 16, 4, 512, "jax")
     with pytest.raises(CourseError, match="positive"):
         estimate_vram(1.0, False, 16, 0, 512)
+
+
+def test_per_gpu_estimate_follows_each_strategy():
+    from grpo_helpers.memory import estimate_vram, per_gpu_estimate, scaling_table
+    from grpo_helpers.models import get_preset
+
+    preset = "llama-3.1-8b-instruct"
+    one = estimate_vram(get_preset(preset).params_b, False, 32, 6, 1024, "trl-peft", max_completion_length=768,
+                        shape=preset, optimizer="adamw_torch")
+    ddp = [per_gpu_estimate(preset, n) for n in (1, 2, 4, 8)]
+    zero2 = [per_gpu_estimate(preset, n, "zero2") for n in (1, 2, 4, 8)]
+    zero3 = [per_gpu_estimate(preset, n, "zero3") for n in (1, 2, 4, 8)]
+    assert ddp[0] == pytest.approx(one.total_gb + one.lora_optimizer_gb / 4)  # one GPU + DDP's gradient buckets
+    assert len(set(ddp)) == 1  # DDP copies the whole model to every GPU
+    assert zero2[0] > zero2[-1] > one.weights_gb + one.activations_gb  # only the small LoRA states shrink
+    # ZeRO-3 splits the 15 GB of bf16 weights: 8 GPUs hold an eighth each, plus two gathered layers (32 in the model).
+    layer_gb = (one.weights_gb - 2 * 128256 * 4096 * 2 / 2**30) / 32
+    assert zero3[0] - zero3[-1] == pytest.approx((one.weights_gb + one.lora_optimizer_gb) * 7 / 8 - 2 * layer_gb)
+    assert zero3[-1] < 10 < 23 < ddp[-1]
+    table = scaling_table((preset,))
+    assert table.count("\n") == 5 and f"| {preset} | 8 | 8 | {ddp[-1]:.1f} | {zero2[-1]:.1f} | {zero3[-1]:.1f} |" in table
+    with pytest.raises(CourseError, match="Unknown strategy"):
+        per_gpu_estimate(preset, 2, "fsdp")
