@@ -35,7 +35,7 @@ def test_config_pins_equal_pyproject():
 def test_environment_yml_mirrors_pyproject():
     pip_lines = re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s#]+)", (ROOT / "environment.yml").read_text(), re.M)
     extras = _pyproject()["project"]["optional-dependencies"]
-    expected = sorted(extras["cpu"] + extras["dev"])
+    expected = sorted(extras["cpu"] + extras["dev"] + extras["docs"])
     assert sorted(pip_lines) == expected
 
 
