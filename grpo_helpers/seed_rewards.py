@@ -18,7 +18,8 @@ Documented bugs:
    completion that ends right at ``</answer>`` (EOS, no final newline) loses 0.001 per character of the *whole* text.
 6. Every function reads ``completion[0]["content"]``: plain-string completions (TRL's text prompts, used with a
    prefill in tiny mode) raise ``TypeError``; ``correctness_reward_func`` also reads ``prompts[0][-1]["content"]``.
-7. ``correctness_reward_func`` prints a sample on every call (set ``PRINT_SAMPLES = False`` to silence it).
+7. Not a wrong score, but noise: ``correctness_reward_func`` prints the question, reference, first response and its
+   extracted answer on every call (notebook 04 shows it once, then sets ``PRINT_SAMPLES = False``; the seed has no switch).
 
 Example:
     >>> soft_format_reward_func([[{"role": "assistant", "content": "<reasoning>\\na\\n</reasoning>\\n<answer>\\n7\\n</answer>"}]])
