@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 NO_DEPS = $(shell $(PYTHON) -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 RUN_ENV := HF_HUB_OFFLINE=1 GRPO_COURSE_TINY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-.PHONY: setup demo test notebooks test-gpu test-vllm figures benchmark clean-notebooks check-notebooks newcomer gpu-kit
+.PHONY: setup demo test notebooks test-gpu test-vllm figures benchmark clean-notebooks check-notebooks newcomer gpu-kit site test-site wheelhouse test-wheelhouse preflight
 
 setup: $(VENV)/.installed
 
@@ -64,3 +64,30 @@ newcomer: setup
 # gpu-kit/ (git-ignored): wheels the lent GPU lacks + GSM8K jsonl; see tests/gpu/README.md
 gpu-kit: setup
 	bash tests/gpu/prepare_kit.sh gpu-kit
+
+# The course website from the notebooks executed in tiny mode (build/notebooks/), built offline into build/site/
+# (open build/site/index.html). Executes any notebook whose executed copy is missing or older than its source first.
+site: $(VENV)/.docs-installed
+	$(RUN_ENV) $(PY) scripts/build_site.py
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+# Builds the site without network and reads every page in headless Chromium (tests/test_site_browser.py).
+test-site: $(VENV)/.docs-installed
+	bash scripts/install_chromium.sh
+	$(RUN_ENV) $(PY) -m pytest tests/test_site_browser.py -s $(ARGS)
+
+# wheelhouse/ (git-ignored): every wheel of grpo-helpers[cpu], the offline model/data and the notebooks, for a room
+# without internet: pip install --no-index --find-links wheelhouse "grpo-helpers[cpu]" (wheelhouse/INSTALL.txt).
+wheelhouse: setup
+	$(PY) scripts/make_wheelhouse.py --out wheelhouse $(ARGS)
+
+# Builds build/wheelhouse and installs from it into a fresh venv with no index (a few minutes).
+test-wheelhouse: setup
+	$(RUN_ENV) $(PY) -m pytest -m wheelhouse tests/test_wheelhouse.py -s $(ARGS)
+
+# Checks this machine for a workshop, one verdict line per item (ARGS=--warm also converts the model into the cache).
+preflight: setup
+	$(RUN_ENV) $(PY) -m grpo_helpers.preflight $(ARGS)
