@@ -295,9 +295,10 @@ def run(cfg, output_dir: Path, *, resume: bool = False, overwrite: bool = False,
         logging_steps=cfg.logging_steps, report_to="none", log_completions=False,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
-        # Bigger models need activation checkpointing on a GPU; non-reentrant is the variant DDP and ZeRO accept.
+        # Activation checkpointing on a GPU: recompute each layer in the backward pass instead of keeping it (bigger
+        # models, longer completions). transformers picks non-reentrant checkpointing; TRL switches to reentrant for
+        # PEFT under ZeRO-3, which needs it. On a CPU the tiny models do not need it and it only costs time.
         gradient_checkpointing=gpu,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gpu else None,
         ddp_find_unused_parameters=False,  # only LoRA weights train, and all of them take part in every step
         use_cpu=not gpu,
         use_vllm=vllm_server is not None,

@@ -140,3 +140,33 @@ def test_resume_continues_from_the_checkpoint(runs):
     assert history[:2] == first
     assert history[2]["num_tokens"] > history[1]["num_tokens"]
     assert (ddp / "metrics.csv").read_text().count("\n") >= 3
+
+
+# ------------------------------------------------------------------------------------------------ accelerate launch
+
+def test_accelerate_launch_runs_the_script_with_the_ddp_config(tmp_path):
+    """The GPU entry point on a CPU: one process (``--cpu`` starts only one here), the course's DDP config file."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate/ddp.yaml"),
+           "--cpu", "--num_processes", "1", str(SCRIPT), *TINY_RUN, "--steps", "1", "--output-dir", str(tmp_path / "run")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
+    summary = _json(tmp_path / "run" / "run_summary.json")
+    assert (summary["world_size"], summary["global_step"], summary["completions_per_step"]) == (1, 1, 4)
+    assert (tmp_path / "run" / "lora" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("ours, trls", [("ddp", "multi_gpu"), ("zero2", "zero2"), ("zero3", "zero3")])
+def test_accelerate_configs_are_trls_and_load(ours, trls):
+    import importlib.util
+
+    import yaml
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = ROOT / "configs" / "accelerate" / f"{ours}.yaml"
+    loaded = load_config_from_file(str(path))  # what `accelerate launch --config_file` reads
+    assert loaded.distributed_type.value == ("MULTI_GPU" if ours == "ddp" else "DEEPSPEED")
+    if ours != "ddp":
+        assert loaded.deepspeed_config["zero_stage"] == int(ours[-1])
+    trl_dir = Path(importlib.util.find_spec("trl").submodule_search_locations[0]) / "accelerate_configs"
+    mine, theirs = yaml.safe_load(path.read_text()), yaml.safe_load((trl_dir / f"{trls}.yaml").read_text())
+    assert {k: v for k, v in mine.items() if k != "num_processes"} == {k: v for k, v in theirs.items() if k != "num_processes"}
