@@ -27,6 +27,21 @@ Respond in the following format:
 </answer>
 """
 
+# Tiny mode's system prompt: a worked one-shot example instead of the seed's `...` placeholders. A 135M model copies
+# what the prompt shows: shown literal dots, GRPO taught it to print exactly those dots (the tags earn rewards, the
+# dots cost nothing); shown a short real reasoning and a number, it learns to write its own short reasoning and a
+# number. It starts with the seed's first words, so both modes read alike.
+TINY_SYSTEM_PROMPT = """Respond in the following format, for example:
+<reasoning>
+Tom has 3 apples.
+He buys 4 more.
+3 + 4 = 7
+</reasoning>
+<answer>
+7
+</answer>
+"""
+
 GSM8K_HUB_ID, GSM8K_HUB_CONFIG = "openai/gsm8k", "main"
 GSM8K_SIZES = {"train": 7473, "test": 1319}
 REQUIRED_COLUMNS = ("question", "answer")
