@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["--steps", "2"]).steps
         2
     """
-    p = argparse.ArgumentParser(prog="train_grpo.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="train_grpo.py", description="\n\n".join(__doc__.split("\n\n")[:2]).replace("``", "`"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="course preset (e.g. qwen2.5-1.5b-instruct, tiny-random), hub id or local folder "
                    "(default: the recipe's model)")
