@@ -265,6 +265,7 @@ def drop_long_prompts(dataset, tokenizer, max_prompt_length: int):
         >>> from grpo_helpers.data import load_gsm8k
         >>> _, tok = load_model("tiny-random")
         >>> len(drop_long_prompts(load_gsm8k("test", n=4, source="offline"), tok, 10))
+        drop_long_prompts: dropped 4 of 4 rows longer than 10 prompt tokens
         0
     """
     from grpo_helpers.generation import render_prompt
@@ -426,6 +427,126 @@ def _compact_progress_class():
     return CompactProgress
 
 
+def _find_trainer():
+    """The ``Trainer`` whose callback is running, found on the call stack.
+
+    Callbacks are handed the model, optimizer and dataloader, never the trainer; TRL keeps the texts and rewards of
+    the latest generation batch on the trainer (``trainer._logs``), so the completions printer looks it up here.
+    """
+    import sys
+
+    from transformers import Trainer
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Trainer):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def group_extremes(logs: Mapping[str, Any], num_generations: int, weights: Sequence[float] | None = None) -> dict | None:
+    """Best and worst completion of the group with the widest reward spread, from TRL's ``trainer._logs``.
+
+    Example:
+        >>> logs = {"prompt": ["Q1"] * 2 + ["Q2"] * 2, "completion": ["a", "b", "c", "d"],
+        ...         "rewards": {"format": [0.0, 0.0, 0.0, 1.0], "correct": [0.0, 0.0, 0.0, 2.0]}}
+        >>> g = group_extremes(logs, num_generations=2)
+        >>> g["prompt"], g["best"], g["worst"]
+        ('Q2', ('d', 3.0), ('c', 0.0))
+    """
+    prompts, completions = list(logs.get("prompt", [])), list(logs.get("completion", []))
+    columns = [list(v) for v in logs.get("rewards", {}).values()]
+    if not completions or not columns or num_generations < 1:
+        return None
+    weights = list(weights) if weights is not None else [1.0] * len(columns)
+    totals = [sum(w * (c[i] if c[i] == c[i] else 0.0) for w, c in zip(weights, columns))  # NaN: reward not applied
+              for i in range(len(completions))]
+    groups = [range(start, start + num_generations) for start in range(0, len(completions) - num_generations + 1,
+                                                                       num_generations)]
+    if not groups:
+        return None
+    group = max(groups, key=lambda g: (max(totals[i] for i in g) - min(totals[i] for i in g)))
+    best = max(group, key=lambda i: totals[i])
+    worst = min(group, key=lambda i: totals[i])
+    return {"prompt": prompts[group[0]] if prompts else "", "best": (completions[best], totals[best]),
+            "worst": (completions[worst], totals[worst])}
+
+
+def _short_text(text: Any, limit: int) -> str:
+    from grpo_helpers.rewards import completion_text
+
+    text = text if isinstance(text, str) else completion_text(text)
+    return text if len(text) <= limit else text[:limit] + f" ... [{len(text) - limit} more characters]"
+
+
+def _completions_callback_class():
+    from transformers import TrainerCallback
+
+    class ShowCompletions(TrainerCallback):
+        """Every ``every`` steps, prints the best and the worst completion of one group with their total rewards.
+
+        The group shown is the one whose rewards differ most: that is where GRPO's advantages are largest.
+        """
+
+        def __init__(self, every: int = 10, tokenizer=None, max_chars: int = 600):
+            self.every, self.tokenizer, self.max_chars = max(1, int(every)), tokenizer, max_chars
+            self.shown: list[dict] = []  # what was printed, for tests and for a look afterwards
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "reward" not in logs or state.global_step % self.every:
+                return
+            trainer = _find_trainer()
+            if trainer is None or not hasattr(trainer, "_logs"):
+                return
+            weights = getattr(trainer, "reward_weights", None)
+            weights = weights.tolist() if hasattr(weights, "tolist") else weights
+            extremes = group_extremes(trainer._logs, args.num_generations, weights)
+            if extremes is None:
+                return
+            extremes["step"] = state.global_step
+            self.shown.append(extremes)
+            print(self.format(extremes), flush=True)
+
+        def format(self, extremes: dict) -> str:
+            prompt = " ".join(str(extremes["prompt"]).split())  # the question is at the end of the rendered prompt
+            prompt = prompt if len(prompt) <= 200 else "..." + prompt[-200:]
+            lines = [f"--- step {extremes['step']}: best and worst completion of one group", f"prompt: {prompt}"]
+            for label in ("best", "worst"):
+                text, total = extremes[label]
+                size = ""
+                if self.tokenizer is not None:
+                    size = f", {len(self.tokenizer(_short_text(text, 10**9), add_special_tokens=False)['input_ids'])} tokens"
+                lines.append(f"[{label}: reward {total:.2f}{size}]\n{_short_text(text, self.max_chars)}")
+            return "\n".join(lines)
+
+    return ShowCompletions
+
+
+def course_callbacks(config, tokenizer=None, show_completions_every: int | None = 10, *, live_plot: bool | None = None,
+                     progress: bool | None = None) -> list:
+    """The course's ``TrainerCallback`` list for ``GRPOTrainer(..., callbacks=course_callbacks(config))``.
+
+    * metrics: ``metrics.csv`` every step and ``reward_curve.png`` at checkpoints and at the end, in the run folder of
+      ``config`` (the ``GRPOConfig``); in a notebook also one live figure (``live_plot``);
+    * the best and worst completion of a group every ``show_completions_every`` steps (None: never);
+    * ``progress=True``: also a compact progress bar with reward and length (for scripts; build_trainer uses it in
+      place of the Trainer's own bar outside notebooks).
+
+    Example:
+        >>> callbacks = course_callbacks(grpo_config("tiny", run_name="doc"), show_completions_every=5)
+        >>> [type(c).__name__ for c in callbacks]
+        ['MetricsCallback', 'ShowCompletions']
+    """
+    callbacks = [_metrics_callback_class()(run_folder(config), live=live_plot)]
+    if show_completions_every:
+        callbacks.append(_completions_callback_class()(show_completions_every, tokenizer))
+    if progress:
+        callbacks.append(_compact_progress_class()())
+    return callbacks
+
+
 # ----------------------------------------------------------------------------------------------------------- trainer
 
 def _reward_list(rewards) -> tuple[list[Callable], list[float] | None]:
@@ -437,7 +558,8 @@ def _reward_list(rewards) -> tuple[list[Callable], list[float] | None]:
 
 
 def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mapping[Callable, float], config, *,
-                  backend: str | None = None, lora_rank: int = 16, max_prompt_length: int | None = None,
+                  backend: str | None = None, lora_rank: int = 16, lora_alpha: int | None = None,
+                  max_prompt_length: int | None = None,
                   live_plot: bool | None = None, callbacks: Sequence[Any] = ()):
     """TRL ``GRPOTrainer`` for ``model`` on any backend, with LoRA, metrics CSV/PNG and a compact progress bar.
 
@@ -472,7 +594,7 @@ def build_trainer(model, tokenizer, dataset, rewards: Sequence[Callable] | Mappi
     prefill = dataset[0]["prefill"] if "prefill" in dataset.column_names else ""
     validate_reward_funcs(funcs, make_sample_batch(conversational=not isinstance(dataset[0]["prompt"], str), prefill=prefill))
     if not is_peft_model(model):
-        model = add_lora(model, backend=backend, rank=lora_rank, seed=config.seed)
+        model = add_lora(model, backend=backend, rank=lora_rank, alpha=lora_alpha, seed=config.seed)
     if backend in ("unsloth", "unsloth-vllm"):
         trainer = _unsloth_trainer(model, tokenizer, dataset, funcs, config)
     else:
@@ -540,11 +662,49 @@ def train(trainer, resume: bool = False, overwrite: bool = False):
 _LORA_IDS = itertools.count(1)
 
 
-def save_lora(model, path: str | Path, tokenizer=None, backend: str | None = None) -> Path:
-    """Save only the LoRA adapter (a few MB): ``adapter_config.json`` + ``adapter_model.safetensors``.
+RUN_SETTINGS = "course_run.json"
+# What evaluation and later notebooks need to know about the run that trained an adapter.
+RUN_SETTINGS_KEYS = ("model_name", "max_completion_length", "max_seq_length", "system_prompt", "prefill", "lora_rank",
+                     "lora_alpha", "max_steps", "temperature")
+
+
+def write_run_settings(path: str | Path, cfg=None, config=None, model=None) -> Path:
+    """Write ``course_run.json`` next to an adapter: the settings it was trained with (see ``RUN_SETTINGS_KEYS``).
+
+    ``cfg``: the ``course_config()``; ``config``: the ``GRPOConfig`` (its ``max_completion_length``, ``max_steps`` and
+    ``temperature`` win, since that is what training used); ``model``: LoRA rank/alpha and base model when no cfg.
 
     Example:
-        >>> save_lora(trainer.model, "runs/demo/lora", tokenizer)  # doctest: +SKIP
+        >>> import json, tempfile
+        >>> from grpo_helpers.config import course_config
+        >>> folder = tempfile.mkdtemp()
+        >>> json.load(open(write_run_settings(folder, course_config(tiny=True))))["max_completion_length"]
+        64
+    """
+    import json
+
+    settings: dict[str, Any] = {}
+    if model is not None and is_peft_model(model):
+        lora = next(iter(model.peft_config.values()))
+        settings.update(lora_rank=lora.r, lora_alpha=lora.lora_alpha, model_name=lora.base_model_name_or_path)
+    if cfg is not None:
+        settings.update({k: getattr(cfg, k) for k in RUN_SETTINGS_KEYS if hasattr(cfg, k)})
+    if config is not None:
+        settings.update({k: getattr(config, k) for k in ("max_completion_length", "max_steps", "temperature")
+                         if hasattr(config, k)})
+    settings = {k: settings[k] for k in RUN_SETTINGS_KEYS if k in settings}
+    target = Path(path) / RUN_SETTINGS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(settings, indent=2) + "\n")
+    return target
+
+
+def save_lora(model, path: str | Path, tokenizer=None, backend: str | None = None, *, cfg=None, config=None) -> Path:
+    """Save only the LoRA adapter (a few MB): ``adapter_config.json`` + ``adapter_model.safetensors``, and
+    ``course_run.json`` (the settings it was trained with: model, completion length, system prompt, prefill, ...).
+
+    Example:
+        >>> save_lora(trainer.model, "runs/demo/lora", tokenizer, cfg=cfg, config=trainer.args)  # doctest: +SKIP
         PosixPath('runs/demo/lora')
     """
     backend = detect_backend(backend)
@@ -558,6 +718,7 @@ def save_lora(model, path: str | Path, tokenizer=None, backend: str | None = Non
         model.save_pretrained(str(path))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(path))
+    write_run_settings(path, cfg=cfg, config=config, model=model)
     return path
 
 
@@ -570,8 +731,9 @@ def _check_adapter(path: Path) -> None:
 def load_lora(model, path: str | Path, backend: str | None = None, name: str | None = None):
     """Load a saved adapter for generation.
 
-    * ``unsloth-vllm``: returns a ``vllm.lora.request.LoRARequest`` for ``generate(..., lora_request=...)``
-      (the seed passes the folder name as a string, which vLLM does not accept).
+    * ``unsloth-vllm``: ``model.load_lora(path)``, Unsloth's own API: it returns a ``vllm.lora.request.LoRARequest``
+      for ``model.fast_generate(..., lora_request=...)`` (the seed's ``model.load_lora("grpo_saved_lora")`` is exactly
+      this call). Without Unsloth's method a ``LoRARequest`` is built directly.
     * other backends: returns the model with the adapter loaded (a ``PeftModel``) to pass to ``generate``.
 
     Example:
@@ -581,6 +743,8 @@ def load_lora(model, path: str | Path, backend: str | None = None, name: str | N
     path = Path(path)
     _check_adapter(path)
     if backend == "unsloth-vllm":
+        if hasattr(model, "load_lora"):
+            return model.load_lora(str(path))
         return _vllm_lora_request(path, name)
     return _load_lora_peft(model, path, name)
 
@@ -604,30 +768,72 @@ def _load_lora_peft(model, path: Path, name: str | None = None):
     return PeftModel.from_pretrained(model, str(path), is_trainable=False)
 
 
-def export_merged(model, tokenizer, path: str | Path, backend: str | None = None) -> Path:
+def export_merged(model, tokenizer, path: str | Path, lora_path: str | Path | None = None,
+                  backend: str | None = None) -> Path:
     """Merge the LoRA adapter into the base weights and save a plain 16-bit model (for vLLM, llama.cpp, the Hub).
 
-    On ``trl-peft`` the merge happens on a copy, so ``model`` keeps its adapter; weights are saved in bfloat16.
+    The merged model contains the trained adapter on every backend:
+
+    * ``model`` carries the adapter (``trainer.model``): it is merged.
+    * ``model`` is the bare base model (on ``unsloth-vllm`` the adapter lives only in vLLM, so after
+      ``load_lora`` the Python model has none): the adapter is loaded from ``lora_path`` onto it first, and taken off
+      again after saving, so ``model`` (whose weights vLLM shares) is left as it was.
+    * Unsloth backends write with Unsloth's ``save_pretrained_merged(..., save_method="merged_16bit")``, which
+      merges into the original 16-bit weights (not the 4-bit ones); ``trl-peft`` merges a copy and writes bfloat16.
 
     Example:
-        >>> export_merged(trainer.model, tokenizer, "runs/demo/merged")  # doctest: +SKIP
+        >>> export_merged(lora.model, tokenizer, "runs/course/merged", lora_path="runs/course/lora")  # doctest: +SKIP
     """
     backend = detect_backend(backend)
     path = Path(path)
-    if backend in ("unsloth", "unsloth-vllm") and hasattr(model, "save_pretrained_merged"):
-        model.save_pretrained_merged(str(path), tokenizer, save_method="merged_16bit")
+    if not is_peft_model(model) and lora_path is None:
+        raise CourseError("This model has no LoRA adapter, so the export would be the untrained base model.",
+                          fix="Pass the trained model (trainer.model), or lora_path= the folder save_lora wrote "
+                              "(on unsloth-vllm the adapter lives only in vLLM).")
+    if lora_path is not None:
+        _check_adapter(Path(lora_path))
+    if backend in ("unsloth", "unsloth-vllm"):
+        return _export_merged_unsloth(model, tokenizer, path, lora_path)
+    return _export_merged_peft(model, tokenizer, path, lora_path)
+
+
+def _merged_saver(model):
+    """``model.save_pretrained_merged`` bound to ``model`` itself. A PeftModel that peft built (not Unsloth) would
+    otherwise reach its base model's method through attribute forwarding, and Unsloth merges only for a PeftModel."""
+    method = getattr(model, "save_pretrained_merged", None)
+    if getattr(method, "__self__", None) is not model:
+        from unsloth.save import patch_saving_functions
+
+        patch_saving_functions(model)
+    return model.save_pretrained_merged
+
+
+def _export_merged_unsloth(model, tokenizer, path: Path, lora_path: str | Path | None) -> Path:
+    if is_peft_model(model):
+        _merged_saver(model)(str(path), tokenizer, save_method="merged_16bit")
         return path
-    return _export_merged_peft(model, tokenizer, path)
+    from peft import PeftModel
+
+    # Unsloth merges only when handed a PeftModel (a bare base model is saved as it is): put the adapter on the base.
+    with_adapter = PeftModel.from_pretrained(model, str(lora_path), is_trainable=False)
+    try:
+        _merged_saver(with_adapter)(str(path), tokenizer, save_method="merged_16bit")
+    finally:
+        with_adapter.unload()  # take the LoRA layers off again: the base stays what vLLM and later cells expect
+    return path
 
 
-def _export_merged_peft(model, tokenizer, path: Path) -> Path:
+def _export_merged_peft(model, tokenizer, path: Path, lora_path: str | Path | None = None) -> Path:
     import copy
 
     import torch
 
-    merged = copy.deepcopy(model)
-    if is_peft_model(merged):
-        merged = merged.merge_and_unload()
+    merged = copy.deepcopy(model)  # merge a copy: `model` keeps its adapter (and its base stays untouched)
+    if not is_peft_model(merged):
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(merged, str(lora_path), is_trainable=False)
+    merged = merged.merge_and_unload()
     merged = merged.to(torch.bfloat16)
     merged.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))

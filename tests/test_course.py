@@ -22,7 +22,7 @@ def test_ensure_lora_trains_when_missing_then_reuses(tmp_path, monkeypatch, caps
     cfg = tiny_cfg()
     path = course.ensure_lora(cfg)
     assert (tmp_path / path / "adapter_config.json").is_file()
-    assert "training a minimal one now" in capsys.readouterr().out
+    assert "Training a small one now" in capsys.readouterr().out
     assert course.ensure_lora(cfg) == path
     assert "Found the LoRA" in capsys.readouterr().out
 
