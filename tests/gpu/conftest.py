@@ -69,3 +69,16 @@ def gsm8k_rows():
     from grpo_helpers.data import load_gsm8k
 
     return load_gsm8k("train", n=16, source="offline")
+
+
+@pytest.fixture(scope="session")
+def signal_reward():
+    """A reward that always varies inside a group (mean token id, scaled to [0, 1]).
+
+    A random-weight model never writes the course's tags, so the course rewards are all 0 and GRPO's advantages too:
+    the adapter would not move. With this reward beside them, a test can see the adapter learn.
+    """
+    def token_signal_reward(completions, completion_ids=None, **kwargs) -> list[float]:
+        return [sum(ids) / max(len(ids), 1) / 151936 for ids in completion_ids]
+
+    return token_signal_reward

