@@ -444,8 +444,10 @@ class Leaderboard:
                         f"<td>{r.honest_wrong_vs_hacks:.2f}</td><td>{r.honest_pay:.2f}</td>"
                         f"{probe_cells}{extra}<td>{html.escape(', '.join(r.beaten_by) or '-')}</td>"
                         f"<td>{r.seconds:.1f}</td></tr>")
-        style = "<style>.grpo-challenge td, .grpo-challenge th {padding: 2px 8px; text-align: left}</style>"
-        return f"{style}<table class='grpo-challenge'>{head}{''.join(body)}</table>"
+        style = ("<style>.grpo-challenge {font-size: 0.85em} .grpo-challenge td, .grpo-challenge th {padding: 2px 6px; "
+                 "text-align: left; vertical-align: top}</style>")
+        # A wide table scrolls inside its own box, so it never overflows a notebook or a website column.
+        return f"{style}<div style='overflow-x:auto'><table class='grpo-challenge'>{head}{''.join(body)}</table></div>"
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -461,7 +463,7 @@ class Leaderboard:
             cells = "".join(f"<td style='{'background:#f8d7da' if r.beat_rate[h] >= BEATS_AT else ''}'>"
                             f"{r.beat_rate[h]:.0%}</td>" for h in hacks)
             body.append(f"<tr><td>{html.escape(r.name)}</td>{cells}</tr>")
-        return f"<table class='grpo-challenge-beats'>{head}{''.join(body)}</table>"
+        return f"<div style='overflow-x:auto'><table class='grpo-challenge-beats'>{head}{''.join(body)}</table></div>"
 
     def plot(self):
         """A heat map of beat rates (submissions x hacks): the share of questions where the hack is paid at least as
@@ -538,3 +540,28 @@ def format_only_reward(prompts=None, completions=None, answer=None, **kwargs) ->
 
 BASELINES: dict[str, Callable] = {"course rewards": course_rewards, "seed rewards": seed_rewards,
                                   "format only": format_only_reward, "answer anywhere": answer_anywhere_reward}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m grpo_helpers.challenge submissions/``: the host's leaderboard in a terminal (``--html`` to a file)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m grpo_helpers.challenge", description=main.__doc__)
+    parser.add_argument("folder", help="folder of submissions: NAME.py files that define reward(...)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per submission")
+    parser.add_argument("--baselines", action="store_true", help="add the course's baselines to the board")
+    parser.add_argument("--html", help="also write the table and the beat matrix to this HTML file")
+    args = parser.parse_args(argv)
+    entries = (submissions_from(BASELINES) if args.baselines else []) + submissions_from(args.folder)
+    board = leaderboard(entries, timeout=args.timeout)
+    print(board.table())
+    if args.html:
+        Path(args.html).write_text(f"<meta charset='utf-8'>{board.to_html()}<h3>Which hack beats which reward</h3>"
+                                   f"{board.beats_html()}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

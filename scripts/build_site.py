@@ -97,6 +97,35 @@ def rewrite_links(text: str, repo_file: str, pages: dict[str, str], in_notebook:
     return LINK.sub(fix, text)
 
 
+TIMINGS_START, TIMINGS_END = "<!-- timings:start -->", "<!-- timings:end -->"
+
+
+def timings_table(timings_file: Path = EXECUTED / "timings.json") -> str | None:
+    """A Markdown table of the measured tiny-mode time of every notebook (from the executor's timings.json)."""
+    if not timings_file.exists():
+        return None
+    timings = json.loads(timings_file.read_text())
+    rows = ["| notebook | tiny mode, this CPU | figures |", "|---|---|---|"]
+    total = 0.0
+    for src in course_sources():
+        t = timings.get(src.as_posix())
+        if t is None:
+            continue
+        total += t["seconds"] if src.parent.name != "solutions" else 0.0
+        rows.append(f"| `{src.as_posix().removeprefix('notebooks/')}` | {t['seconds']:.0f} s | {t['figures']} |")
+    rows.append(f"| **the course notebooks (without solutions)** | **{total / 60:.1f} min** | |")
+    return "\n".join(rows)
+
+
+def with_fresh_timings(text: str) -> str:
+    """Replace the table between the timings markers of a docs page with this build's measurement."""
+    table = timings_table()
+    if table is None or TIMINGS_START not in text or TIMINGS_END not in text:
+        return text
+    head, rest = text.split(TIMINGS_START, 1)
+    return f"{head}{TIMINGS_START}\n{table}\n{TIMINGS_END}{rest.split(TIMINGS_END, 1)[1]}"
+
+
 def notebook_title(path: Path) -> str:
     import nbformat
 
@@ -119,7 +148,8 @@ def stage(sources: list[Path]) -> list:
             shutil.copy(src, STAGE / site)
     for repo in ["README.md", *EXTRA_PAGES, *(f"docs/{d.name}" for d in sorted((ROOT / "docs").glob("*.md")))]:
         if (ROOT / repo).exists():
-            (STAGE / pages[repo]).write_text(rewrite_links((ROOT / repo).read_text(), repo, pages))
+            text = with_fresh_timings((ROOT / repo).read_text()) if repo.startswith("docs/") else (ROOT / repo).read_text()
+            (STAGE / pages[repo]).write_text(rewrite_links(text, repo, pages))
     built = [s for s in sources if s.as_posix() in pages]
     for src in built:
         nb = nbformat.read(EXECUTED / src.relative_to("notebooks"), as_version=4)
@@ -184,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-execute", action="store_true", help="do not execute missing or stale notebooks")
     parser.add_argument("--execute-only", action="store_true", help="execute missing or stale notebooks, build nothing")
+    parser.add_argument("--timings-table", action="store_true", help="print the measured times as Markdown and stop")
     args = parser.parse_args(argv)
+    if args.timings_table:
+        print(timings_table() or "no build/notebooks/timings.json yet: run python -m grpo_helpers.notebooks")
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     if args.execute_only:

@@ -271,3 +271,11 @@ def test_doctests():
     for module in (C, sandbox, challenge_view):
         failures, tried = doctest.testmod(module)
         assert tried > 0 and failures == 0, module.__name__
+
+
+def test_host_command_prints_the_board_for_a_folder(tmp_path, capsys):
+    (tmp_path / "ada.py").write_text("def reward(completions, **kw):\n    return [0.0] * len(completions)\n")
+    assert C.main([str(tmp_path), "--baselines", "--timeout", "30", "--html", str(tmp_path / "board.html")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:2] == ["1", "course"] and any(" ada " in line for line in out)
+    assert "grpo-challenge-beats" in (tmp_path / "board.html").read_text()

@@ -147,3 +147,41 @@ def test_notebook_pages_link_their_solutions_and_the_challenge_is_there(site):
     index = (site / "index.html").read_text()
     assert "assets/colab-badge.svg" in index and "colab.research.google.com/assets/colab-badge.svg" not in index
     assert (site / "instructor.html").exists() and (site / "challenge.html").exists()
+
+
+def load_builder():
+    """scripts/build_site.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_site", ROOT / "scripts" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_links_point_at_site_pages_github_or_the_local_badge():
+    builder = load_builder()
+    pages = {"README.md": "index.md", "docs/challenge.md": "challenge.md",
+             "notebooks/04_reward_design.ipynb": "notebooks/04_reward_design.ipynb",
+             "notebooks/solutions/04_reward_design.ipynb": "notebooks/solutions/04_reward_design.ipynb"}
+    readme = ("[04](notebooks/04_reward_design.ipynb) [tests](tests/gpu/README.md) [web](https://x.org) "
+              f"[![Open In Colab]({builder.COLAB_BADGE})](https://colab.research.google.com/x) [kit](docs/challenge.md#a)")
+    assert builder.rewrite_links(readme, "README.md", pages) == (
+        "[04](notebooks/04_reward_design.ipynb) [tests](https://github.com/grpo-course/grpo-course/blob/main/tests/gpu/"
+        "README.md) [web](https://x.org) [![Open In Colab](assets/colab-badge.svg)](https://colab.research.google.com/x)"
+        " [kit](challenge.md#a)")
+    cell = "Solutions: [here](solutions/04_reward_design.ipynb), code: [rewards](../grpo_helpers/rewards.py)"
+    assert builder.rewrite_links(cell, "notebooks/04_reward_design.ipynb", pages, in_notebook=True) == (
+        "Solutions: [here](solutions/04_reward_design.html), code: "
+        "[rewards](https://github.com/grpo-course/grpo-course/blob/main/grpo_helpers/rewards.py)")
+
+
+def test_timings_table_is_filled_between_the_markers(tmp_path, monkeypatch):
+    builder = load_builder()
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({"notebooks/04_reward_design.ipynb": {"seconds": 65.2, "figures": 2, "problems": []}}))
+    table = builder.timings_table(timings)
+    assert "| `04_reward_design.ipynb` | 65 s | 2 |" in table and "**1.1 min**" in table
+    monkeypatch.setattr(builder, "timings_table", lambda: table)
+    page = f"intro\n{builder.TIMINGS_START}\nold table\n{builder.TIMINGS_END}\nafter"
+    assert builder.with_fresh_timings(page) == f"intro\n{builder.TIMINGS_START}\n{table}\n{builder.TIMINGS_END}\nafter"
