@@ -35,9 +35,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from grpo_helpers.data import GSM8K_SIZES
 from grpo_helpers.errors import CourseError
 
-GSM8K_TRAIN_ROWS = 7473  # grpo_helpers.data.GSM8K_SIZES["train"], written out so a bad flag fails before any import
+GSM8K_TRAIN_ROWS = GSM8K_SIZES["train"]
 
 
 # ------------------------------------------------------------------------------------------------------------- flags
@@ -50,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["--steps", "2"]).steps
         2
     """
-    p = argparse.ArgumentParser(prog="train_grpo.py", description="\n\n".join(__doc__.split("\n\n")[:2]).replace("``", "`"),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    usage = "\n\n".join(__doc__.split("\n\n")[:2]).replace("``", "`")  # the first line and the example commands
+    p = argparse.ArgumentParser(prog="train_grpo.py", description=usage, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="course preset (e.g. qwen2.5-1.5b-instruct, tiny-random), hub id or local folder "
                    "(default: the recipe's model)")
     p.add_argument("--rows", type=int, help="GSM8K train rows to use (0 = all 7473; default: the recipe's)")
