@@ -168,7 +168,8 @@ def stage(sources: list[Path]) -> list:
     docs = sorted((ROOT / "docs").glob("*.md"), key=lambda d: (d.name not in DOCS_ORDER,
                                                                   DOCS_ORDER.index(d.name) if d.name in DOCS_ORDER else 0, d.name))
     nav: list = [{"Home": "index.md"}]
-    nav += [{(d.read_text().splitlines() or [d.stem])[0].lstrip("# ").strip() or d.stem: d.name} for d in docs]
+    nav += [{(d.read_text().splitlines() or [d.stem])[0].lstrip("# ").split(":")[0].strip() or d.stem: d.name}
+            for d in docs]
     nav.append({"Notebooks": [{notebook_title(EXECUTED / s.relative_to("notebooks")): s.as_posix()} for s in course]})
     nav.append({"Solutions": ["solutions.md"] + [{notebook_title(EXECUTED / s.relative_to("notebooks")): s.as_posix()}
                                                  for s in solutions]})
