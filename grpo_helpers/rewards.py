@@ -180,8 +180,8 @@ def _token_fraction(m: re.Match) -> Fraction | None:
     return None if value is None else sign * value
 
 
-def _token_value(m: re.Match) -> float | None:
-    value = _token_fraction(m)
+def _finite_float(value: Fraction | float | None) -> float | None:
+    """``value`` as a finite float, or None (None, too large for a float, inf or nan)."""
     if value is None:
         return None
     try:
@@ -189,6 +189,10 @@ def _token_value(m: re.Match) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _token_value(m: re.Match) -> float | None:
+    return _finite_float(_token_fraction(m))
 
 
 def _math_verify_value(text: str) -> Fraction | float | None:
@@ -219,14 +223,7 @@ def _math_verify_value(text: str) -> Fraction | float | None:
 
 
 def _math_verify_number(text: str) -> float | None:
-    value = _math_verify_value(text)
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    return _finite_float(_math_verify_value(text))
 
 
 def parse_number(text: str | None) -> float | None:
