@@ -16,7 +16,8 @@ number of processes prompts, each with ``--generations`` completions.
 The output folder (``--output-dir``) holds:
 
 * ``checkpoints/checkpoint-N``: TRL checkpoints (``--resume`` continues the newest one),
-* ``lora/``: the trained LoRA adapter and tokenizer (``peft.PeftModel.from_pretrained`` loads it),
+* ``lora/``: the trained LoRA adapter, tokenizer and ``course_run.json`` (``peft.PeftModel.from_pretrained`` loads
+  it; notebook 07's ``run_settings`` reads the settings),
 * ``metrics.csv`` and ``reward_curve.png``: the course's training curves,
 * ``ranks/rank-K.json``: one per process (device, steps, step time, peak GPU memory): proof that every rank trained,
 * ``run_summary.json``: world size, batch sizes, epochs, step times.
@@ -226,15 +227,6 @@ def _step_timer_class():
     return StepTimer
 
 
-def _course_callbacks(config, tokenizer) -> list:
-    """The course's training callbacks (metrics CSV, reward curve, progress); they write from the main process only."""
-    from grpo_helpers import training
-
-    if hasattr(training, "course_callbacks"):
-        return list(training.course_callbacks(config, tokenizer=tokenizer))
-    return [training._metrics_callback_class()(Path(config.output_dir).parent, live=False)]
-
-
 def load_optimizer_on_cpu(trainer) -> None:
     """Let several CPU processes resume: transformers 5.17 loads a checkpoint's optimizer with
     ``map_location=args.device`` when more than one process trains, and on CPU processes that device is
@@ -269,7 +261,9 @@ def run(cfg, output_dir: Path, *, resume: bool = False, overwrite: bool = False,
     from grpo_helpers.models import LORA_TARGET_MODULES
     from grpo_helpers.precision import gpu_dtype_name, training_precision
     from grpo_helpers.rewards import REWARD_FUNCS, make_sample_batch, validate_reward_funcs
-    from grpo_helpers.training import last_checkpoint
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from grpo_helpers.training import course_callbacks, last_checkpoint, write_run_settings
 
     out = Path(output_dir)
     gpu = torch.cuda.is_available()
@@ -331,8 +325,11 @@ def run(cfg, output_dir: Path, *, resume: bool = False, overwrite: bool = False,
         args=config,
         train_dataset=dataset,
         peft_config=peft_config,  # TRL wraps the model with LoRA (under ZeRO-3 too)
-        callbacks=[*_course_callbacks(config, tokenizer), timer],
+        # metrics.csv + reward_curve.png, the best and worst completion of a group every 10 steps, a compact bar
+        callbacks=[*course_callbacks(config, tokenizer, show_completions_every=10, progress=True), timer],
     )
+    trainer.remove_callback(ProgressCallback)  # the compact bar replaces the Trainer's bar and its printed log dicts
+    trainer.remove_callback(PrinterCallback)
     if not gpu and world > 1:
         load_optimizer_on_cpu(trainer)
     checkpoint = last_checkpoint(config) if resume else None
@@ -342,6 +339,8 @@ def run(cfg, output_dir: Path, *, resume: bool = False, overwrite: bool = False,
         torch.cuda.reset_peak_memory_stats()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out / "lora"))  # the adapter only (PEFT); gathered from every shard under ZeRO-3
+    if trainer.is_world_process_zero():
+        write_run_settings(out / "lora", cfg=cfg, config=config)  # course_run.json: what notebook 07 evaluates with
 
     peak_gb = round(torch.cuda.max_memory_allocated() / 2**30, 3) if gpu else None
     (out / "ranks").mkdir(parents=True, exist_ok=True)

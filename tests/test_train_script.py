@@ -104,12 +104,15 @@ def test_the_saved_adapter_loads(runs):
     import torch
     from peft import PeftModel
 
+    from grpo_helpers.course import run_settings
     from grpo_helpers.models import load_model
     from grpo_helpers.training import lora_state, max_abs_diff
 
     lora = runs["ddp"] / "lora"
     assert (lora / "adapter_config.json").is_file() and (lora / "adapter_model.safetensors").is_file()
     assert json.loads((lora / "adapter_config.json").read_text())["r"] == 4
+    settings = run_settings(lora)  # course_run.json, what notebook 07 evaluates the adapter with
+    assert (settings["lora_rank"], settings["max_completion_length"], settings["max_steps"]) == (4, 8, 3)
     base, tokenizer = load_model("tiny-random", backend="trl-peft")
     model = PeftModel.from_pretrained(base, str(lora))
     weights = lora_state(model)
