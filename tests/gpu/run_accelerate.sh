@@ -6,7 +6,7 @@
 #     bash tests/gpu/run_accelerate.sh                 # 1 GPU  (nvidia-h200)
 #     NUM_GPUS=2 bash tests/gpu/run_accelerate.sh      # 2 GPUs (nvidia-h200-x2): the same run, DDP over 2 processes
 # $OUT gets: gpus.txt, versions.txt, train-<N>gpu.log, run_summary-<N>gpu.json, rank-<K>-<N>gpu.json,
-# accelerate-<N>gpu.md (a table row for benchmarks/RESULTS.md) and pytest.log. About 5 minutes on one H200.
+# accelerate-<N>gpu.md (a table row for benchmarks/RESULTS.md) and pytest.log. Not yet run: its time is unmeasured.
 set -euo pipefail
 NUM_GPUS="${NUM_GPUS:-1}"
 OUT="${OUT:-/tmp/accelerate-out}"
