@@ -106,7 +106,7 @@ class Comparison:
 
     rows: list[tuple[str, float, float, float]]
     table: str
-    figure: Any
+    figure: Any = dataclasses.field(repr=False)  # shown by its own cell; as text it would read "<Figure size ...>"
 
     def _repr_markdown_(self) -> str:  # a notebook cell ending on a Comparison shows the table
         return self.table
