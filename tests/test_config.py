@@ -138,3 +138,22 @@ def test_pin_mismatch_is_described():
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("GRPO_COURSE_CACHE", str(tmp_path / "c"))
     assert config.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+def test_environment_report_names_an_unsupported_gpu(monkeypatch):
+    """Kaggle's P100 (capability 6.0): Triton, and so Unsloth, cannot use it; the report says what to do."""
+    import torch
+
+    monkeypatch.delenv("GRPO_COURSE_TINY", raising=False)
+    monkeypatch.delenv("GRPO_COURSE_BACKEND", raising=False)
+    monkeypatch.setattr(config, "has_cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (15 * 2**30, 16 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla P100-PCIE-16GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 0))
+    report = config.environment_report()
+    assert "Unsloth/Triton cannot use this GPU: pick the T4 in the notebook settings" in report
+    assert "compute capability 6.0" in report
+    assert "tiny mode     True" in report  # the course falls back to tiny mode instead of failing later
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert "cannot use this GPU" not in config.environment_report()
