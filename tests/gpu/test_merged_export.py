@@ -26,15 +26,18 @@ def _q_proj(tensors, layer=0):
     return tensors[key].float()
 
 
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora-16bit", "qlora-4bit"])
 @pytest.mark.parametrize("from_base", [False, True], ids=["trained-model", "base-plus-lora_path"])
-def test_merged_weights_equal_base_plus_scaled_BA(qwen_dir, tmp_path, from_base):
+def test_merged_weights_equal_base_plus_scaled_BA(qwen_dir, tmp_path, from_base, four_bit):
+    """4-bit too: Unsloth's merged_16bit merges into the ORIGINAL 16-bit weights (here the random model's folder),
+    not into the dequantized NF4 ones, so the same base + (alpha/r)·B·A must come out."""
     import torch
 
     from grpo_helpers import training
     from grpo_helpers.models import load_model
 
     base_q = _q_proj(_tensors(qwen_dir))
-    model, tokenizer = load_model(str(qwen_dir), backend="unsloth", load_in_4bit=False, max_seq_length=256,
+    model, tokenizer = load_model(str(qwen_dir), backend="unsloth", load_in_4bit=four_bit, max_seq_length=256,
                                   dtype="bfloat16")
     model = training.add_lora(model, backend="unsloth", rank=RANK, alpha=ALPHA)
     torch.manual_seed(0)
@@ -47,7 +50,7 @@ def test_merged_weights_equal_base_plus_scaled_BA(qwen_dir, tmp_path, from_base)
     delta = (ALPHA / RANK) * (layer.lora_B["default"].weight.float() @ layer.lora_A["default"].weight.float())
     if from_base:
         del model
-        model, tokenizer = load_model(str(qwen_dir), backend="unsloth", load_in_4bit=False, max_seq_length=256,
+        model, tokenizer = load_model(str(qwen_dir), backend="unsloth", load_in_4bit=four_bit, max_seq_length=256,
                                       dtype="bfloat16")
         training.export_merged(model, tokenizer, tmp_path / "merged", lora_path=lora, backend="unsloth")
     else:
