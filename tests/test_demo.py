@@ -1,9 +1,15 @@
-"""The demo end to end at toy size (real SmolLM2, real GSM8K, 2 steps), and its report logic on fixed numbers."""
+"""The demo end to end at toy size (real SmolLM2, real GSM8K, 2 steps), its report logic on fixed numbers, its
+reproducibility, and the recorded run shipped with the package."""
 
 from __future__ import annotations
 
+import csv
+import doctest
+import json
+
 import pytest
 
+from grpo_helpers import demo
 from grpo_helpers.demo import choose_threads, main, reward_summary, verdict
 from grpo_helpers.errors import CourseError
 from grpo_helpers.evaluation import score
@@ -27,6 +33,13 @@ def test_verdict_reports_a_rise_only_when_there_is_one():
     assert "did NOT clearly rise" in flat[0]
 
 
+def test_verdict_reports_priming_apart_from_grpo():
+    before, primed, after = score(["no", "no"], ["1", "2"]), score([GOOD, "no"], ["1", "2"]), score([GOOD, GOOD], ["1", "2"])
+    lines = verdict(reward_summary(rows(0.2, 1.2)), rows(0.2, 1.2), before, after, primed)
+    assert any("priming alone took the held-out format rate from 0% to 50%" in line and "GRPO then took it to 100%"
+               in line for line in lines)
+
+
 def test_verdict_flags_the_collapse():
     collapsed = rows(0.2, 1.2)
     collapsed[-1].update(entropy=0.01, **{"completions/mean_length": 19.0})
@@ -34,23 +47,105 @@ def test_verdict_flags_the_collapse():
     assert any("reward hacking" in line for line in lines)
 
 
+def test_reasoning_words_show_a_collapse():
+    full = [{"completion": "<reasoning>\nTom has 3. He buys 4: 3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>",
+             "formatted": True}]
+    empty = [{"completion": "<reasoning>\n\n</reasoning>\n<answer>\n7\n</answer>", "formatted": False}]
+    assert demo.reasoning_words(full) == 10.0 and demo.reasoning_words(empty) == 0.0
+    assert demo.reasoning_words(full + empty, only_formatted=True) == 10.0
+
+
+def test_priming_targets_are_well_formed_and_never_grpo_questions():
+    from grpo_helpers.rewards import soft_format_reward, strict_format_reward
+
+    first = demo.priming_rows(8, "sys")
+    excluded = demo.priming_rows(8, "sys", exclude={first[0]["prompt"][1]["content"]})
+    assert first[0]["prompt"][1]["content"] not in [r["prompt"][1]["content"] for r in excluded]
+    texts = [r["target"] for r in first]
+    assert all("<<" not in t for t in texts)  # GSM8K's calculator annotations removed
+    assert soft_format_reward(completions=texts, prefill=[demo.PREFILL] * 8) == [0.5] * 8
+    assert strict_format_reward(completions=texts, prefill=[demo.PREFILL] * 8) == [0.5] * 8
+
+
 def test_choose_threads():
     assert choose_threads(3) == 3
     assert choose_threads() >= 1
 
 
-def test_demo_end_to_end_toy_size(tmp_path, capsys):
-    args = ["--runs-dir", str(tmp_path), "--name", "toy", "--steps", "2", "--generations", "2",
-            "--completion-length", "8", "--train-rows", "16", "--eval-rows", "2", "--eval-tokens", "8",
-            "--max-prompt-length", "200", "--no-assets"]
-    assert main(args) == 0
-    run = tmp_path / "toy"
+def test_system_prompts():
+    assert demo.system_prompt_text("tiny").count("<reasoning>") == 1 and "..." not in demo.system_prompt_text("tiny")
+    assert "..." in demo.system_prompt_text("seed")
+    with pytest.raises(CourseError, match="Unknown system prompt"):
+        demo.system_prompt_text("huge")
+
+
+TOY = ["--steps", "2", "--generations", "2", "--completion-length", "8", "--train-rows", "16", "--eval-rows", "2",
+       "--eval-tokens", "8", "--max-prompt-length", "200", "--prime-steps", "1", "--prime-batch", "2", "--prime-rows",
+       "4", "--threads", "2", "--no-assets"]
+SAME = ("reward", "loss", "grad_norm", "completions/mean_length", "rewards/xmlcount_reward/mean")
+
+
+def test_demo_end_to_end_toy_size_and_same_seed_same_numbers(tmp_path, capsys):
+    runs = {}
+    for name in ("a", "b"):
+        assert main(TOY + ["--runs-dir", str(tmp_path), "--name", name]) == 0
+        runs[name] = tmp_path / name
+    run = runs["a"]
     for name in ("metrics.csv", "reward_curve.png", "before_after.png", "report.md", "eval_before.jsonl",
-                 "eval_after.jsonl", "lora/adapter_config.json"):
+                 "eval_after.jsonl", "settings.json", "lora/adapter_config.json"):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()
     assert "Seed **3407**" in report and "first 10 steps" in report and "| accuracy |" in report
+    assert "| metric (n=2) | before | after priming | after GRPO |" in report and "reasoning words" in report
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["seed"] == 3407 and settings["prime_steps"] == 1 and settings["threads"] == 2
+    assert settings["command"].startswith("python -m grpo_helpers.demo --seed 3407 --steps 2")
     out = capsys.readouterr().out
     assert "Mean total reward: first 10 steps" in out
+    # The same seed (and threads) reproduces the run: sampled completions, rewards, losses and both evaluations.
+    a, b = (list(csv.DictReader(open(r / "metrics.csv"))) for r in runs.values())
+    assert [[row[k] for k in SAME] for row in a] == [[row[k] for k in SAME] for row in b]
+    assert (runs["a"] / "eval_after.jsonl").read_text() == (runs["b"] / "eval_after.jsonl").read_text()
     with pytest.raises(CourseError, match="already exists"):
-        main(args)
+        main(TOY + ["--runs-dir", str(tmp_path), "--name", "a"])
+
+
+def test_recorded_run_is_complete_and_small():
+    run = demo.recorded_run()
+    adapter = run.lora_path / "adapter_model.safetensors"
+    assert adapter.stat().st_size <= 5_000_000
+    rows = list(csv.DictReader(open(run.metrics_csv)))
+    assert len(rows) == run.settings["grpo_config"]["max_steps"] >= 20
+    assert run.settings["seed"] == 3407 and "Seed **3407**" in run.report_md.read_text()
+    results = run.settings["results"]
+    assert results["before"]["format_rate"] == 0.0 and results["after"]["format_rate"] >= 0.8
+    assert results["total_seconds"] <= 540
+
+
+def test_recorded_run_missing_folder_says_how_to_fix(tmp_path):
+    with pytest.raises(CourseError, match="python -m grpo_helpers.demo --record"):
+        demo.recorded_run(tmp_path)
+
+
+def test_recorded_adapter_loads_onto_smollm2_and_changes_greedy_output():
+    from peft import PeftModel
+
+    from grpo_helpers.data import build_prompt
+    from grpo_helpers.generation import Sampling, generate
+    from grpo_helpers.models import load_model
+
+    run = demo.recorded_run()
+    model, tokenizer = load_model("smollm2-135m-offline", backend="trl-peft")
+    question = "Tom has 12 marbles and gives 5 to Ann. How many marbles does Tom have left?"
+    prompt = [build_prompt(question, run.settings["system_prompt"], run.settings["prefill"])]
+    sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=64)
+    base = generate(model, tokenizer, prompt, sampling, progress=False)[0][0]
+    tuned_model = PeftModel.from_pretrained(model, str(run.lora_path), is_trainable=False)
+    tuned = generate(tuned_model, tokenizer, prompt, sampling, progress=False)[0][0]
+    assert tuned != base
+    assert "</reasoning>" in tuned and "<answer>" in tuned, tuned
+
+
+def test_demo_doctests():
+    failures, tried = doctest.testmod(demo)
+    assert tried >= 10 and failures == 0
