@@ -240,10 +240,19 @@ def _system_prompt(name_or_text: str) -> str:
     return {"seed": SYSTEM_PROMPT}.get(name_or_text, name_or_text)
 
 
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 def _model_name(preset: str) -> str:
     from grpo_helpers.models import resolve_source  # models imports config: import here
 
-    return resolve_source(preset)
+    try:
+        return resolve_source(preset)
+    except CourseError:
+        # The offline package is missing (a GPU runtime set up for full mode): the same model from the hub will do.
+        if preset == "smollm2-135m-offline" and not hub_offline():
+            return SMOLLM2_HUB_ID
+        raise
 
 
 def course_config(tiny: bool | None = None, backend: str | None = None, **overrides) -> CourseConfig:
@@ -254,9 +263,10 @@ def course_config(tiny: bool | None = None, backend: str | None = None, **overri
     backend is ``unsloth-vllm``, and the seed's ``paged_adamw_8bit`` becomes ``adamw_torch`` without CUDA.
 
     Example:
+        >>> from grpo_helpers.recipes import TINY
         >>> cfg = course_config(tiny=True, max_steps=3)
-        >>> cfg.max_steps, cfg.learning_rate, cfg.per_device_train_batch_size
-        (3, 0.0002, 4)
+        >>> cfg.max_steps, cfg.learning_rate == TINY["learning_rate"], cfg.per_device_train_batch_size == TINY["num_generations"]
+        (3, True, True)
     """
     from grpo_helpers.recipes import SEED, TINY
 

@@ -41,9 +41,9 @@ def training_config(cfg, run_name: str = RUN_NAME, *, model=None, **overrides):
 
     Example:
         >>> from grpo_helpers.config import course_config
-        >>> config = training_config(course_config(tiny=True, max_steps=2))
+        >>> config = training_config(course_config(tiny=True, max_steps=2, num_generations=4))
         >>> config.max_steps, config.num_generations, config.per_device_train_batch_size
-        (2, 4, 4)
+        (2, 6, 6)
     """
     from grpo_helpers import storage
     from grpo_helpers.training import grpo_config

