@@ -39,10 +39,11 @@ RECORDED_DIR = Path(__file__).resolve().parent / "recorded_demo"
 
 # The demo is the tiny recipe (recipes.TINY: group size, completion length, lr, LoRA rank, temperature, prompt-length
 # cut) run for 20 steps on 32 held-out questions, after a short SFT priming. Why these values:
-# * 8 priming steps x 4 worked answers at lr 4e-4 take the held-out format rate from 0% to about 60%: some sampled
-#   completions of a group close their tags, so GRPO has reward variance from its first step (without priming a
-#   135M model almost never closes its reasoning within 80 tokens: reward std 0, nothing to learn). Stronger priming
-#   (lr 5e-4) alone reached ~94% and would leave GRPO nothing to show on held-out questions.
+# * 8 priming steps x 4 worked answers at lr 4e-4 take the held-out format rate from 0% to 44% (recorded run): some
+#   sampled completions of a group close their tags, so GRPO has reward variance from its first step (without
+#   priming a 135M model almost never closes its reasoning within 80 tokens: reward std 0, nothing to learn). At
+#   lr 2e-4 priming reached 19% and GRPO's first groups all scored alike; at 5e-4 priming alone reached 94% (16
+#   questions) and would leave GRPO nothing to show on held-out questions.
 # * 20 GRPO steps: the report compares the first 10 with the last 10.
 # * 32 held-out questions in one greedy batch of 64 new tokens: one batch is cheaper than four on a CPU, and the
 #   trained answers take about 40 tokens; the base model rambles to the limit either way.

