@@ -43,7 +43,7 @@ def training_config(cfg, run_name: str = RUN_NAME, *, model=None, **overrides):
         >>> from grpo_helpers.config import course_config
         >>> config = training_config(course_config(tiny=True, max_steps=2, num_generations=4))
         >>> config.max_steps, config.num_generations, config.per_device_train_batch_size
-        (2, 6, 6)
+        (2, 4, 4)
     """
     from grpo_helpers import storage
     from grpo_helpers.training import grpo_config
