@@ -108,8 +108,9 @@ def ensure_lora(cfg, run_name: str = RUN_NAME, *, model=None, tokenizer=None, st
     steps = max(1, min(steps, cfg.max_steps))
     path = lora_dir(run_name)
     places = ", ".join(str(p) for p in storage._candidates(run_name)[:3])
-    print(f"No LoRA from notebook 06 found (looked in {places}, ...). Training a small one now: {steps} GRPO steps "
-          f"(not the recipe's {cfg.max_steps}) on the model already loaded, so this notebook also runs on its own. "
+    budget = f" (not the recipe's {cfg.max_steps})" if steps < cfg.max_steps else ""
+    print(f"No LoRA from notebook 06 found (looked in {places}, ...). Training a small one now: {steps} GRPO "
+          f"step{'s' if steps > 1 else ''}{budget} on the model already loaded, so this notebook also runs on its own. "
           f"Expect it to answer much like the base model; run notebook 06 for the real adapter.")
     from grpo_helpers.data import load_gsm8k
     from grpo_helpers.rewards import REWARD_FUNCS

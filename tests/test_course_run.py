@@ -20,7 +20,7 @@ def length_reward(completions, **kwargs) -> list[float]:
 
 def tiny_cfg(**overrides):
     values = dict(model_preset="tiny-random", max_steps=2, num_generations=2, max_completion_length=8, train_rows=4,
-                  eval_rows=2, lora_rank=4, lora_alpha=8)
+                  eval_rows=2, lora_rank=4, lora_alpha=8, max_prompt_length=None)  # byte-level tokens: no prompt cap
     return course_config(tiny=True, **{**values, **overrides})
 
 
