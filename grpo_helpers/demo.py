@@ -1,18 +1,20 @@
 """``make demo``: GRPO teaching a 135M model the whole answer format on a laptop CPU, in under nine minutes.
 
-Real SmolLM2-135M-Instruct, real GSM8K: evaluate on held-out test questions, train with GRPO (LoRA) on train
-questions, evaluate again, and write ``runs/<name>/``: ``metrics.csv``, ``reward_curve.png``, ``before_after.png``,
-``eval_before.jsonl`` / ``eval_after.jsonl``, ``settings.json``, ``lora/`` and ``report.md``. The curve is copied to
-``assets/`` for the README.
+Real SmolLM2-135M-Instruct, real GSM8K: evaluate on held-out test questions, prime the LoRA with a few supervised
+steps on worked answers, evaluate again, train with GRPO on train questions, evaluate a third time, and write
+``runs/<name>/``: ``metrics.csv``, ``reward_curve.png``, ``before_after.png``, ``eval_*.jsonl``, ``settings.json``,
+``lora/`` and ``report.md`` (seed, every setting, the command that reproduces it). The curve is copied to ``assets/``.
 
 What to expect: a 135M model does not learn grade-school math in minutes; its correctness stays at (or near) zero and
 the report says so. What it learns, visibly, is the ``<reasoning>/<answer>`` format: held-out format rate from 0% to
-(nearly) all answers, with its own short reasoning and a number. Two things make that possible on a CPU:
+nearly every answer, with its own short (wrong) reasoning and a number. Three things make that possible on a CPU:
 
 * the tiny system prompt (``data.TINY_SYSTEM_PROMPT``) shows one worked example, not the seed's ``...`` template,
-  which a small model copies literally (the dots earn the tag rewards: template copying is a reward hack);
-* the assistant turn is prefilled with ``<reasoning>\\n`` so that some completions of a group close their tags early
-  and the group has reward variance to learn from.
+  which a small model copies literally (template copying is a reward hack; the report counts copies of the example);
+* the assistant turn is prefilled with ``<reasoning>\\n``;
+* SFT priming (:func:`prime`): GRPO can only reinforce what the model already samples now and then, so a few
+  supervised steps make some completions of each group well-formed; GRPO then makes the format the rule. The report
+  shows the priming's effect apart from GRPO's.
 
 Run: ``python -m grpo_helpers.demo [--steps 20] [--name demo] [--overwrite]`` (``make demo ARGS="--steps 30"``).
 A recorded run ships with the package: :func:`recorded_run`.
@@ -300,7 +302,7 @@ def example_copies(records: list[dict], system_prompt: str) -> dict[str, Any]:
 
     Example:
         >>> from grpo_helpers.data import TINY_SYSTEM_PROMPT
-        >>> recs = [{"completion": "<reasoning>\nTom has 5 pens.\n</reasoning>\n<answer>\n7\n</answer>"}]
+        >>> recs = [{"completion": "<reasoning>\\nTom has 5 pens.\\n</reasoning>\\n<answer>\\n7\\n</answer>"}]
         >>> c = example_copies(recs, TINY_SYSTEM_PROMPT)
         >>> c["answer"], c["first_words"], c["example_answer"], c["example_start"]
         (1, 1, '7', 'Tom has')
@@ -393,8 +395,8 @@ def well_formed_sample(records: list[dict]) -> dict:
 def merged_copy(model):
     """A copy of a LoRA model with the adapter merged into the weights: the same function, generated faster.
 
-    On a CPU the adapter's extra small matrix products cost as much as a third of each generated token; an
-    evaluation needs no gradients, so it runs on a merged copy and the trained model is left as it is.
+    Unmerged, every generated token pays for the adapter's extra small matrix products (on a CPU, overhead per
+    operation); an evaluation needs no gradients, so it runs on a merged copy and the trained model is left as it is.
     """
     import copy
 

@@ -51,8 +51,8 @@ def test_reasoning_words_show_a_collapse():
     full = [{"completion": "<reasoning>\nTom has 3. He buys 4: 3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>",
              "formatted": True}]
     empty = [{"completion": "<reasoning>\n\n</reasoning>\n<answer>\n7\n</answer>", "formatted": False}]
-    assert demo.reasoning_words(full) == 10.0 and demo.reasoning_words(empty) == 0.0
-    assert demo.reasoning_words(full + empty, only_formatted=True) == 10.0
+    assert demo.reasoning_words(full) == 11.0 and demo.reasoning_words(empty) == 0.0
+    assert demo.reasoning_words(full + empty, only_formatted=True) == 11.0
 
 
 def test_priming_targets_are_well_formed_and_never_grpo_questions():
