@@ -171,31 +171,48 @@ def loss_weighting_figure(lengths: Sequence[int] = (20, 80, 200), max_completion
     return fig
 
 
-def vram_figure(params_b: dict[str, float] | None = None, gpu_gb: float = 15.0):
-    """Rule of thumb for GRPO with QLoRA: VRAM in GB ≈ parameters in billions; 16-bit LoRA needs about 4x more.
+def vram_figure(params_b: dict[str, float] | None = None, gpu_gb: float = 15.0, num_generations: int = 6,
+                max_completion_length: int = 768):
+    """Will it fit? GPU memory of one GRPO step, QLoRA 4-bit against 16-bit LoRA, for the seed's group size.
 
-    ``params_b`` maps model names to billions of parameters (default: the course's GPU presets).
+    Bars are ``grpo_helpers.memory`` estimates (within 15% of every peak measured in ``benchmarks/RESULTS.md``) of
+    what a GPU must have, on the Unsloth path, with LoRA r=32, ``num_generations`` completions of
+    ``max_completion_length`` tokens after a 256-token prompt. Dots mark Unsloth's rule of thumb for QLoRA, 1 GB per
+    billion parameters. 16-bit weights take 4x the bytes of 4-bit ones, but weights are only part of a step, so
+    16-bit LoRA comes out at about 1.3-2.2x the QLoRA total, not 4x. ``params_b`` maps model names to billions of
+    parameters (default: the course's GPU presets).
 
     Example:
         >>> vram_figure({"tiny": 0.1}).axes[0].get_ylabel()
-        'GPU memory (GB, rule of thumb)'
+        'GPU memory needed (GB, estimate)'
     """
     import numpy as np
+
+    from grpo_helpers.memory import estimate_vram, needed_gb
+    from grpo_helpers.models import GPU_SHAPES
 
     if params_b is None:
         from grpo_helpers.models import PRESETS
 
         params_b = {name: p.params_b for name, p in PRESETS.items() if p.needs_gpu}
     names = list(params_b)
-    qlora = np.array([params_b[n] for n in names])  # the rule: 1 GB per billion parameters in 4-bit QLoRA
-    lora16 = 4 * qlora
+
+    def needed(name: str, four_bit: bool) -> float:
+        est = estimate_vram(params_b[name], four_bit, 32, num_generations, 256 + max_completion_length, "unsloth",
+                            max_completion_length=max_completion_length, shape=name if name in GPU_SHAPES else None)
+        return needed_gb(est)
+
+    qlora = np.array([needed(n, True) for n in names])
+    lora16 = np.array([needed(n, False) for n in names])
     fig, ax = _figure(1, width=7.0, height=3.6)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, qlora, width=0.4, color=POSITIVE, label="QLoRA 4-bit ≈ params (B)")
-    ax.bar(x + 0.2, lora16, width=0.4, color=NEUTRAL, label="LoRA 16-bit ≈ 4 × params")
+    ax.bar(x - 0.2, qlora, width=0.4, color=POSITIVE, label="QLoRA 4-bit")
+    ax.bar(x + 0.2, lora16, width=0.4, color=NEUTRAL, label="LoRA 16-bit")
+    ax.plot(x - 0.2, [params_b[n] for n in names], "k.", label="rule of thumb: 1 GB per billion (QLoRA)")
     ax.axhline(gpu_gb, color=NEGATIVE, linestyle="--", label=f"Colab T4: {gpu_gb:g} GB")
     ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
-    ax.set(ylabel="GPU memory (GB, rule of thumb)", title="Will it fit? (longer contexts and more generations need more)")
+    ax.set(ylabel="GPU memory needed (GB, estimate)",
+           title=f"Will it fit? GRPO, {num_generations} completions x {max_completion_length} tokens, LoRA r=32")
     ax.legend(fontsize=8)
     return fig
 

@@ -30,3 +30,12 @@ def test_figures_render(name, tmp_path):
     fig = getattr(figures, name)([100, 300]) if name == "prompt_length_figure" else getattr(figures, name)()
     fig.savefig(tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_vram_bars_are_the_memory_estimates_and_16_bit_is_not_four_times():
+    from grpo_helpers.memory import needed_gb, preset_estimate
+
+    fig = figures.vram_figure({"llama-3.1-8b-instruct": 8.03})
+    qlora, lora16 = (p.get_height() for p in fig.axes[0].patches)
+    assert qlora == pytest.approx(needed_gb(preset_estimate("llama-3.1-8b-instruct")), rel=0.01)
+    assert qlora < 15 < lora16 < 4 * qlora  # the seed's 8B fits a T4 only in 4-bit
