@@ -264,9 +264,13 @@ def drop_long_prompts(dataset, tokenizer, max_prompt_length: int):
         >>> from grpo_helpers.models import load_model
         >>> from grpo_helpers.data import load_gsm8k
         >>> _, tok = load_model("tiny-random")
-        >>> len(drop_long_prompts(load_gsm8k("test", n=4, source="offline"), tok, 10))
-        drop_long_prompts: dropped 4 of 4 rows longer than 10 prompt tokens
-        0
+        >>> len(drop_long_prompts(load_gsm8k("test", n=4, source="offline"), tok, 400))
+        4
+        >>> drop_long_prompts(load_gsm8k("test", n=4, source="offline"), tok, 10)
+        Traceback (most recent call last):
+        ...
+        grpo_helpers.errors.CourseError: Every one of the 4 prompts is longer than max_prompt_length=10 tokens: nothing is left to train on.
+          How to fix: Raise max_prompt_length (course_config(max_prompt_length=...)) or shorten the system prompt.
     """
     from grpo_helpers.generation import render_prompt
 
@@ -276,6 +280,12 @@ def drop_long_prompts(dataset, tokenizer, max_prompt_length: int):
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_prompt_length
 
     kept = dataset.filter(short_enough)
+    if len(kept) == 0 and len(dataset) > 0:
+        from grpo_helpers.errors import CourseError
+
+        raise CourseError(f"Every one of the {len(dataset)} prompts is longer than max_prompt_length={max_prompt_length} "
+                          "tokens: nothing is left to train on.",
+                          fix="Raise max_prompt_length (course_config(max_prompt_length=...)) or shorten the system prompt.")
     if len(kept) < len(dataset):
         print(f"drop_long_prompts: dropped {len(dataset) - len(kept)} of {len(dataset)} rows longer than "
               f"{max_prompt_length} prompt tokens")

@@ -109,7 +109,10 @@ def test_prefill_becomes_a_text_prompt_and_long_prompts_are_dropped(smollm2):
     assert all(isinstance(p, str) and p.endswith("<|im_start|>assistant\n" + PREFILL) for p in text["prompt"])
     assert text["prefill"] == [PREFILL] * 4
     assert prefill_as_text(load_gsm8k("test", n=2, source="offline"), tokenizer)[0]["prompt"][-1]["role"] == "user"
-    assert len(drop_long_prompts(ds, tokenizer, 10_000)) == 4 and len(drop_long_prompts(ds, tokenizer, 20)) == 0
+    assert len(drop_long_prompts(ds, tokenizer, 10_000)) == 4
+    with pytest.raises(CourseError, match="nothing is left to train on") as err:
+        drop_long_prompts(ds, tokenizer, 20)
+    assert "Raise max_prompt_length" in str(err.value)
 
 
 def test_align_eos_token_matches_the_end_of_turn_token():
