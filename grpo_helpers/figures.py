@@ -73,6 +73,44 @@ def clipping_figure(epsilon_low: float = 0.2, epsilon_high: float = 0.2):
     return fig
 
 
+def ratio_figure(ratio, advantages, mask=None, epsilon_low: float = 0.2, epsilon_high: float = 0.2):
+    """Every token's ratio r = π / π_old against the clip band, one column per completion, coloured by its advantage.
+
+    ``ratio``: (G, T) ratios; ``advantages``: (G,); ``mask``: (G, T), True where the model said the token (default:
+    all). Clipped tokens (r above the band with A > 0, below it with A < 0: zero gradient) are drawn as crosses.
+
+    Example:
+        >>> import torch
+        >>> fig = ratio_figure(torch.tensor([[1.0, 1.3], [0.7, 0.9]]), torch.tensor([1.0, -1.0]))
+        >>> fig.axes[0].get_title()
+        '2 of 4 tokens clipped'
+    """
+    import torch
+
+    ratio = torch.as_tensor(ratio, dtype=torch.float32).detach()
+    adv = torch.as_tensor(advantages, dtype=torch.float32).detach().reshape(-1, 1).expand_as(ratio)
+    said = torch.ones_like(ratio, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
+    clipped = (((ratio > 1 + epsilon_high) & (adv > 0)) | ((ratio < 1 - epsilon_low) & (adv < 0))) & said
+    column = torch.arange(ratio.size(0), dtype=torch.float32).reshape(-1, 1).expand_as(ratio)
+    jitter = (torch.arange(ratio.size(1), dtype=torch.float32) / max(ratio.size(1) - 1, 1) - 0.5) * 0.6
+    x = column + jitter  # a completion's tokens spread left to right within its column, in order
+    fig, ax = _figure(1, width=6.5, height=3.4)
+    ax.axhspan(1 - epsilon_low, 1 + epsilon_high, color="#f4f1de", label=f"clip band [{1 - epsilon_low:.2f}, {1 + epsilon_high:.2f}]")
+    ax.axhline(1.0, color="black", linewidth=0.6)
+    for sign, color, name in ((1, POSITIVE, "A > 0"), (-1, NEGATIVE, "A < 0"), (0, NEUTRAL, "A = 0")):
+        side = (torch.sign(adv) == sign) & said
+        if (side & ~clipped).any():
+            ax.scatter(x[side & ~clipped], ratio[side & ~clipped], s=10, color=color, alpha=0.7, label=f"token, {name}")
+        if (side & clipped).any():
+            ax.scatter(x[side & clipped], ratio[side & clipped], s=40, color=color, marker="x", linewidths=1.8,
+                       label=f"clipped, {name} (zero gradient)")
+    ax.set_xticks(range(ratio.size(0)), [f"{i + 1}\nA={a:+.2f}" for i, a in enumerate(adv[:, 0].tolist())], fontsize=8)
+    ax.set(xlabel="completion (its tokens in order)", ylabel="ratio r = π / π_old",
+           title=f"{int(clipped.sum())} of {int(said.sum())} tokens clipped")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return fig
+
+
 def k3_figure():
     """The k3 KL estimate ``exp(q) - q - 1`` against ``q = log π_ref - log π``, next to the naive ``-q``.
 

@@ -39,3 +39,19 @@ def test_vram_bars_are_the_memory_estimates_and_16_bit_is_not_four_times():
     qlora, lora16 = (p.get_height() for p in fig.axes[0].patches)
     assert qlora == pytest.approx(needed_gb(preset_estimate("llama-3.1-8b-instruct")), rel=0.01)
     assert qlora < 15 < lora16 < 4 * qlora  # the seed's 8B fits a T4 only in 4-bit
+
+
+def test_ratio_figure_marks_exactly_the_clipped_tokens():
+    import torch
+
+    from grpo_helpers.grpo_math import clipped_tokens
+
+    torch.manual_seed(0)
+    logps, old = torch.randn(3, 8), torch.randn(3, 8) * 0.1
+    advantages, mask = torch.tensor([1.0, -1.0, 0.5]), torch.ones(3, 8, dtype=torch.bool)
+    mask[2, 5:] = False
+    fig = figures.ratio_figure(torch.exp(logps - old), advantages, mask)
+    expected = int((clipped_tokens(logps, old, advantages) & mask).sum())
+    crosses = sum(len(c.get_offsets()) for c in fig.axes[0].collections if "clipped" in c.get_label())
+    assert crosses == expected > 0 and fig.axes[0].get_title() == f"{expected} of 21 tokens clipped"
+    assert not any("A = 0" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
