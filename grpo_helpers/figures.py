@@ -87,10 +87,12 @@ def ratio_figure(ratio, advantages, mask=None, epsilon_low: float = 0.2, epsilon
     """
     import torch
 
+    from grpo_helpers.grpo_math import clipped_tokens
+
     ratio = torch.as_tensor(ratio, dtype=torch.float32).detach()
     adv = torch.as_tensor(advantages, dtype=torch.float32).detach().reshape(-1, 1).expand_as(ratio)
     said = torch.ones_like(ratio, dtype=torch.bool) if mask is None else torch.as_tensor(mask).bool()
-    clipped = (((ratio > 1 + epsilon_high) & (adv > 0)) | ((ratio < 1 - epsilon_low) & (adv < 0))) & said
+    clipped = clipped_tokens(ratio.log(), torch.zeros_like(ratio), adv, epsilon_low, epsilon_high) & said
     column = torch.arange(ratio.size(0), dtype=torch.float32).reshape(-1, 1).expand_as(ratio)
     jitter = (torch.arange(ratio.size(1), dtype=torch.float32) / max(ratio.size(1) - 1, 1) - 0.5) * 0.6
     x = column + jitter  # a completion's tokens spread left to right within its column, in order
