@@ -364,6 +364,11 @@ def run(cfg, output_dir: Path, *, resume: bool = False, overwrite: bool = False,
         (out / "run_summary.json").write_text(json.dumps(summary, indent=2))
         print(f"done: {summary['global_step']} steps on {world} process(es), {summary['completions_per_step']} "
               f"completions per step; adapter in {out / 'lora'}")
+    if torch.distributed.is_initialized():
+        # Leave together, with the process group shut down in order: a rank that exits first while gloo's threads
+        # are still alive can die with "terminate called without an active exception" (SIGABRT), failing the run.
+        config.distributed_state.wait_for_everyone()
+        torch.distributed.destroy_process_group()
     return summary
 
 
