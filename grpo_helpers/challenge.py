@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from grpo_helpers import rewards as R
 from grpo_helpers.errors import CourseError
-from grpo_helpers.sandbox import run_isolated
+from grpo_helpers import sandbox
+from grpo_helpers.sandbox import Outcome, run_isolated
 
 POOL_FILE = Path(__file__).parent / "data_files" / "challenge_pool.json"
 PROBES = ("empty_answer", "tag_spam", "hedging")  # what a reward pays for these is shown in its own columns
@@ -49,6 +50,15 @@ DEFAULT_TIMEOUT = 10.0  # seconds per submission for the whole pool (~250 comple
 BEATS_AT = 0.5  # a hack beats a submission when it ties or wins against honest correct work on >= half the questions
 _TIE = 1e-9
 HONEST_WRONG = ("honest_wrong", "slipped_answer")  # wrong entries that are honest, formatted work (a slip at the end)
+# What a submitted file may import: the standard-library modules of sandbox.STDLIB_IMPORTS and the course helpers
+# notebook 09 names (the course's rewards are allowed too: the starter reward calls strict_format_reward).
+COURSE_HELPERS = ("completion_text", "completion_texts", "extract_answer", "answers_match", "parse_number",
+                  "split_blocks", "has_reasoning", "xmlcount_reward", "soft_format_reward", "strict_format_reward",
+                  "int_reward", "correctness_reward", "score_completions", "weighted_total", "REWARD_FUNCS",
+                  "HONEST_RIGHT", "HONEST_WRONG")
+SUBMISSION_IMPORTS: dict[str, tuple[str, ...] | None] = {
+    **sandbox.STDLIB_IMPORTS, "grpo_helpers.rewards": COURSE_HELPERS, "grpo_helpers.challenge": ("course_rewards",)}
+PRELOAD = ("math_verify", "sympy")  # parse_number's LaTeX fallback; imported before the lock-down, once per board
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,26 +185,36 @@ def pool_summary(pool: Sequence[Question] | None = None) -> dict[str, int]:
 
 @dataclasses.dataclass(frozen=True)
 class Submission:
-    """A participant's reward: a function, or a file defining ``reward`` (loaded only inside the isolated process)."""
+    """A participant's reward: a function (your own code), or a file defining ``reward`` (someone else's: it runs
+    only under the sandbox's policy and, on the board, in its sandbox process)."""
 
     name: str
     func: Callable | None = None
     path: Path | None = None
 
     def load(self) -> Callable:
-        """The reward function (executes the file: call it only inside :func:`sandbox.run_isolated`)."""
+        """The reward function. A file passes the static policy first (a CourseError ``refused: …`` if not) and runs
+        with the guarded builtins, in this process: the board runs files in the sandbox process instead."""
         if self.func is not None:
             return self.func
-        namespace: dict[str, Any] = {"__name__": f"submission_{self.name}"}
-        exec(compile(Path(self.path).read_text(), str(self.path), "exec"), namespace)  # noqa: S102 - participant code
-        if callable(namespace.get("reward")):
-            return namespace["reward"]
-        found = [v for k, v in namespace.items() if k.endswith("reward") and callable(v)
-                 and getattr(v, "__module__", None) == namespace["__name__"]]
-        if len(found) != 1:
-            raise CourseError(f"{Path(self.path).name} defines no function named reward",
-                              fix="def reward(prompts, completions, answer, **kwargs) -> list[float]")
-        return found[0]
+        path = Path(self.path)
+        code, namespace = sandbox.prepare_restricted(path.read_text(), path.name, f"submission_{self.name}",
+                                                     SUBMISSION_IMPORTS)
+        exec(code, namespace)  # noqa: S102 - restricted participant code
+        return _reward_in(namespace)
+
+
+def _reward_in(namespace: Mapping[str, Any]) -> Callable:
+    """``reward`` from a file's globals, or its one function whose name ends in ``reward``."""
+    filename = Path(str(namespace.get("__file__", "submission.py"))).name
+    if callable(namespace.get("reward")):
+        return namespace["reward"]
+    found = [v for k, v in namespace.items() if k.endswith("reward") and callable(v)
+             and getattr(v, "__module__", None) == namespace["__name__"]]
+    if len(found) != 1:
+        raise CourseError(f"{filename} defines no function named reward",
+                          fix="def reward(prompts, completions, answer, **kwargs) -> list[float]")
+    return found[0]
 
 
 def submissions_from(source: Mapping[str, Callable] | Iterable[Submission | Callable] | str | Path) -> list[Submission]:
@@ -274,13 +294,18 @@ def _value_error(err: CourseError) -> str:
 
 
 def _score_in_child(submission: Submission, pool: Sequence[Question]) -> dict[str, Any]:
-    """Load, check the signature the way TRL calls rewards, then reward every question's group."""
+    """Load (your own function), then :func:`_score_func`."""
     try:
         func = submission.load()
     except CourseError as err:
-        return {"error": f"load: {err.problem}"}
+        return {"error": err.problem if err.problem.startswith("refused:") else f"load: {err.problem}"}
     except SyntaxError as err:
         return {"error": f"load: syntax error line {err.lineno}: {err.msg}"}
+    return _score_func(func, pool)
+
+
+def _score_func(func: Any, pool: Sequence[Question]) -> dict[str, Any]:
+    """Check the signature the way TRL calls rewards, then reward every question's group."""
     if not callable(func):
         return {"error": f"load: {type(func).__name__} is not a function"}
     for batch in (None, R.make_sample_batch(conversational=False, prefill="<reasoning>\n")):
@@ -295,6 +320,27 @@ def _score_in_child(submission: Submission, pool: Sequence[Question]) -> dict[st
         except CourseError as err:
             return {"error": _value_error(err)}
     return {"rewards": rewards}
+
+
+def _pool_payload(pool: Sequence[Question]) -> list[dict[str, Any]]:
+    return [{"question": q.question, "answer": q.answer, "entries": [[e.kind, e.name, e.text] for e in q.entries]}
+            for q in pool]
+
+
+def _file_job(payload: list[dict[str, Any]]) -> Callable[[dict], dict[str, Any]]:
+    """Entry of the sandbox process (trusted, before any file runs): the pool, then, per file, its reward scored."""
+    from grpo_helpers.data import SYSTEM_PROMPT  # noqa: F401 - imported now: after the lock-down nothing can be
+
+    pool = tuple(Question(q["question"], q["answer"], tuple(Entry(*e) for e in q["entries"])) for q in payload)
+
+    def run(namespace: dict) -> dict[str, Any]:
+        try:
+            func = _reward_in(namespace)
+        except CourseError as err:
+            return {"error": f"load: {err.problem}"}
+        return _score_func(func, pool)
+
+    return run
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -358,16 +404,7 @@ def score_rewards(name: str, pool: Sequence[Question], rewards: Sequence[Sequenc
     return row
 
 
-def score_submission(submission: Submission, pool: Sequence[Question] | None = None,
-                     timeout: float = DEFAULT_TIMEOUT) -> Row:
-    """Run one submission isolated (time limit ``timeout`` s) and score it; never raises for a broken submission.
-
-    Example:
-        >>> print(score_submission(Submission("oops", func=lambda completions, **kw: 1 / 0)).error)
-        signature: Reward function '<lambda>' raised ZeroDivisionError: division by zero when called as TRL calls it (chat messages).
-    """
-    pool = load_pool() if pool is None else tuple(pool)
-    outcome = run_isolated(lambda: _score_in_child(submission, pool), timeout=timeout)
+def _row_from(name: str, outcome: Outcome, pool: Sequence[Question]) -> Row:
     result = outcome.value if isinstance(outcome.value, dict) else {}
     error = outcome.error or result.get("error")
     if error is None:
@@ -378,10 +415,41 @@ def score_submission(submission: Submission, pool: Sequence[Question] | None = N
         except CourseError as err:
             error = _value_error(err)
     if error is not None:
-        return Row(submission.name, error=error, seconds=outcome.seconds, printed=outcome.printed)
-    row = score_rewards(submission.name, pool, rewards)
+        return Row(name, error=" ".join(str(error).split())[:400], seconds=outcome.seconds, printed=outcome.printed)
+    row = score_rewards(name, pool, rewards)
     row.seconds, row.printed = outcome.seconds, outcome.printed
     return row
+
+
+def _score_files(submissions: Sequence[Submission], pool: Sequence[Question], timeout: float) -> list[Row]:
+    """Every file in one sandbox process (each in its own child, as many at once as there are cores)."""
+    files, unreadable = [], {}
+    for s in submissions:
+        try:
+            files.append((Path(s.path).read_text(encoding="utf-8"), Path(s.path).name, s.name))
+        except (OSError, UnicodeDecodeError) as err:
+            unreadable[s.name] = f"load: cannot read {Path(s.path).name}: {type(err).__name__}"
+    outcomes = iter(sandbox.run_untrusted_many(files, "grpo_helpers.challenge:_file_job", _pool_payload(pool),
+                                               timeout, SUBMISSION_IMPORTS, PRELOAD))
+    return [Row(s.name, error=unreadable[s.name]) if s.name in unreadable else _row_from(s.name, next(outcomes), pool)
+            for s in submissions]
+
+
+def score_submission(submission: Submission, pool: Sequence[Question] | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> Row:
+    """Run one submission isolated (time limit ``timeout`` s) and score it; never raises for a broken submission.
+
+    A function (your own code) runs in a forked child (:func:`sandbox.run_isolated`); a file (someone else's) runs
+    under the sandbox's policy in its sandbox process (:func:`sandbox.run_untrusted_many`).
+
+    Example:
+        >>> print(score_submission(Submission("oops", func=lambda completions, **kw: 1 / 0)).error)
+        signature: Reward function '<lambda>' raised ZeroDivisionError: division by zero when called as TRL calls it (chat messages).
+    """
+    pool = load_pool() if pool is None else tuple(pool)
+    if submission.path is not None and submission.func is None:
+        return _score_files([submission], pool, timeout)[0]
+    return _row_from(submission.name, run_isolated(lambda: _score_in_child(submission, pool), timeout=timeout), pool)
 
 
 @dataclasses.dataclass
@@ -390,6 +458,7 @@ class Leaderboard:
 
     rows: list[Row]
     pool: tuple[Question, ...]
+    sandbox: str | None = None  # what protects this machine from the files on the board (sandbox.Isolation.line)
 
     def row(self, name: str) -> Row:
         """The row of submission ``name``."""
@@ -403,8 +472,9 @@ class Leaderboard:
         return list(dict.fromkeys(e.name for q in self.pool for e in q.entries if e.kind == "hack"))
 
     def table(self) -> str:
-        """The board as plain text (one line per submission)."""
-        lines = [f"{'#':>2}  {'submission':<22} {'score':>5}  {'c>w':>4}  {'c>hack':>6}  {'w>hack':>6}  {'honest':>6}  "
+        """The board as plain text (one line per submission; first, for files, the line on what protects you)."""
+        lines = [self.sandbox] if self.sandbox else []
+        lines += [f"{'#':>2}  {'submission':<22} {'score':>5}  {'c>w':>4}  {'c>hack':>6}  {'w>hack':>6}  {'honest':>6}  "
                  + "  ".join(f"{p:>12}" for p in PROBES) + "  beaten by / error"]
         for i, r in enumerate(self.rows, 1):
             if r.error:
@@ -447,7 +517,9 @@ class Leaderboard:
         style = ("<style>.grpo-challenge {font-size: 0.85em} .grpo-challenge td, .grpo-challenge th {padding: 2px 6px; "
                  "text-align: left; vertical-align: top}</style>")
         # A wide table scrolls inside its own box, so it never overflows a notebook or a website column.
-        return f"{style}<div style='overflow-x:auto'><table class='grpo-challenge'>{head}{''.join(body)}</table></div>"
+        note = f"<p class='grpo-challenge-sandbox'>{html.escape(self.sandbox)}</p>" if self.sandbox else ""
+        return (f"{style}{note}<div style='overflow-x:auto'><table class='grpo-challenge'>{head}{''.join(body)}"
+                "</table></div>")
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -497,12 +569,18 @@ class Leaderboard:
 def leaderboard(submissions: Any, pool: Sequence[Question] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Leaderboard:
     """Score every submission (a dict name -> function, a list, or a folder of ``.py`` files) and sort them.
 
-    Each runs in its own process with ``timeout`` seconds; a broken one becomes an error row, never an exception.
+    Each has ``timeout`` seconds; a broken one becomes an error row, never an exception. Functions (your own code) run
+    in forked children; files (other people's) pass the static policy and run in the sandbox process, and the board's
+    first line says what protects this machine from them.
     """
     pool = load_pool() if pool is None else tuple(pool)
-    rows = [score_submission(s, pool, timeout) for s in submissions_from(submissions)]
+    entries = submissions_from(submissions)
+    files = [s for s in entries if s.path is not None and s.func is None]
+    by_name = {id(s): score_submission(s, pool, timeout) for s in entries if s not in files}
+    by_name.update(zip(map(id, files), _score_files(files, pool, timeout)))
+    rows = [by_name[id(s)] for s in entries]
     rows.sort(key=lambda r: (r.error is not None, -r.score if r.error is None else 0.0, r.name))
-    return Leaderboard(rows, pool)
+    return Leaderboard(rows, pool, sandbox=sandbox.isolation().line(timeout) if files else None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -228,6 +228,7 @@ def test_a_submission_that_patches_the_course_code_cannot_change_the_next_one(po
 
 
 def test_file_submissions_load_inside_the_sandbox(tmp_path, pool):
+    """Files run in the sandbox process under the policy (tests/test_sandbox_hostile.py: the attacks)."""
     (tmp_path / "good.py").write_text(textwrap.dedent("""
         from grpo_helpers.challenge import course_rewards
 
@@ -238,6 +239,7 @@ def test_file_submissions_load_inside_the_sandbox(tmp_path, pool):
     (tmp_path / "syntax.py").write_text("def reward(:\n")
     (tmp_path / "empty.py").write_text("x = 1\n")
     (tmp_path / "exits_on_import.py").write_text("import os\nos._exit(5)\n")
+    (tmp_path / "raises_on_import.py").write_text("raise SystemExit(5)\n")
     (tmp_path / "prints.py").write_text("print('x' * 10_000_000)\ndef reward(completions, **kw):\n"
                                         "    print('debug', len(completions))\n    return [0.0] * len(completions)\n")
     (tmp_path / "_helper.py").write_text("raise RuntimeError('not a submission')\n")
@@ -246,7 +248,8 @@ def test_file_submissions_load_inside_the_sandbox(tmp_path, pool):
     assert board.row("good").beaten_by == [] and board.row("named").score == 0.5
     assert board.row("syntax").error.startswith("load: syntax error line 1")
     assert board.row("empty").error == "load: empty.py defines no function named reward"
-    assert board.row("exits_on_import").error.startswith("crashed: the process ended (exit code 5)")
+    assert board.row("exits_on_import").error == "refused: import of os"  # a file is someone else's code
+    assert board.row("raises_on_import").error == "raised: SystemExit: 5"
     assert board.row("prints").error is None and "debug" in board.row("prints").printed  # output kept short, not shown
     assert "_helper" not in [r.name for r in board.rows]
 
@@ -277,5 +280,6 @@ def test_host_command_prints_the_board_for_a_folder(tmp_path, capsys):
     (tmp_path / "ada.py").write_text("def reward(completions, **kw):\n    return [0.0] * len(completions)\n")
     assert C.main([str(tmp_path), "--baselines", "--timeout", "30", "--html", str(tmp_path / "board.html")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[:2] == ["1", "course"] and any(" ada " in line for line in out)
+    assert out[0].startswith("sandbox: ")  # files on the board: first, what protects this machine from them
+    assert out[2].split()[:2] == ["1", "course"] and any(" ada " in line for line in out)
     assert "grpo-challenge-beats" in (tmp_path / "board.html").read_text()
