@@ -40,7 +40,7 @@ def training_config(cfg, run_name: str = RUN_NAME, *, model=None, **overrides):
     ``model``: bf16/fp16 follow the dtype it was loaded in (fp16 on a T4).
 
     Example:
-        >>> from grpo_helpers.config import course_config
+        >>> from grpo_helpers.recipes import course_config
         >>> config = training_config(course_config(tiny=True, max_steps=2, num_generations=4))
         >>> config.max_steps, config.num_generations, config.per_device_train_batch_size
         (2, 4, 4)
@@ -61,7 +61,7 @@ def run_settings(lora_path: str | Path, cfg=None) -> dict[str, Any]:
 
     Example:
         >>> import tempfile
-        >>> from grpo_helpers.config import course_config
+        >>> from grpo_helpers.recipes import course_config
         >>> from grpo_helpers.training import write_run_settings
         >>> folder = tempfile.mkdtemp()
         >>> _ = write_run_settings(folder, course_config(tiny=True, max_completion_length=96))
@@ -76,7 +76,7 @@ def run_settings(lora_path: str | Path, cfg=None) -> dict[str, Any]:
         settings = json.loads((path / RUN_SETTINGS).read_text())
     missing = [k for k in RUN_SETTINGS_KEYS if k not in settings]
     if missing:
-        from grpo_helpers.config import course_config
+        from grpo_helpers.recipes import course_config
 
         cfg = cfg or course_config()
         fallback = {k: getattr(cfg, k) for k in missing}
@@ -169,7 +169,7 @@ def attach_lora(model, path: str | Path, backend: str | None = None) -> Attached
         >>> lora = attach_lora(model, "runs/course/lora")  # doctest: +SKIP
         >>> with lora.off() as m: ...  # doctest: +SKIP
     """
-    from grpo_helpers.config import detect_backend
+    from grpo_helpers.runtime import detect_backend
     from grpo_helpers.training import load_lora
 
     backend = detect_backend(backend)

@@ -596,7 +596,7 @@ def main(argv=None) -> int:
     timings: dict[str, float] = {}
     print(f"[{_clock(t0)}] GRPO tiny CPU demo: SmolLM2-135M-Instruct on GSM8K, seed {args.seed}", flush=True)
 
-    from grpo_helpers.config import environment_report
+    from grpo_helpers.runtime import environment_report
     from grpo_helpers.data import load_gsm8k
     from grpo_helpers.errors import CourseError
     from grpo_helpers.evaluation import compare, evaluate

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from grpo_helpers.config import detect_backend
+from grpo_helpers.runtime import detect_backend
 
 Prompt = str | list[dict]  # a user question, or chat messages (optionally ending in an assistant prefill)
 

@@ -244,7 +244,7 @@ def fit_report(preset: str, gpu_gb: float | None = None, backend: str = "unsloth
 
 def gpu_memory_gb() -> float | None:
     """Total memory of this machine's CUDA GPU in GB (GiB, as nvidia-smi and Colab show it), or None."""
-    from grpo_helpers.config import has_cuda
+    from grpo_helpers.runtime import has_cuda
 
     if not has_cuda():
         return None

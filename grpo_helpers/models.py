@@ -23,9 +23,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from grpo_helpers.config import cache_dir, detect_backend, has_cuda
+from grpo_helpers.config import cache_dir
 from grpo_helpers.data import offline_package_dir
 from grpo_helpers.errors import CourseError
+from grpo_helpers.runtime import apply_profile_env, detect_backend, has_cuda
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -277,6 +278,7 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
         if "transformers" in sys.modules and "unsloth" not in sys.modules:
             warnings.warn("transformers was imported before unsloth; restart the kernel and import grpo_helpers first "
                           "for Unsloth's speed-ups.", stacklevel=2)
+        apply_profile_env()  # e.g. UNSLOTH_VLLM_NO_FLASHINFER=1 on a T4: read when unsloth_zoo loads vLLM
         import unsloth  # noqa: F401  (must come before transformers/trl/peft)
         from unsloth import FastLanguageModel
 

@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Callable
 
-from grpo_helpers import config
+from grpo_helpers import config, runtime
+from grpo_helpers.recipes import course_config
 
 MIN_PYTHON = (3, 10)
 # Peak RSS of the heaviest tiny-mode notebook kernel (06 training) measured by scripts/execute_notebooks.py is in
@@ -67,7 +68,7 @@ def check_python() -> Check:
 
 
 def check_pins() -> Check:
-    extras = ["cpu"] + (["gpu"] if config.has_cuda() else [])
+    extras = ["cpu"] + (["gpu"] if runtime.has_cuda() else [])
     pins = {k: v for extra in extras for k, v in _requirements(extra).items()}
     if not pins:
         return Check("pins", "WARN", "grpo-helpers has no pin metadata (installed without extras?): "
@@ -141,14 +142,14 @@ def check_ram() -> Check:
 
 
 def check_gpu() -> Check:
-    if not config.has_cuda():
+    if not runtime.has_cuda():
         return Check("GPU", "OK", "no CUDA GPU: tiny mode on the CPU (GPU-only cells explain and skip)")
     import torch
 
     from grpo_helpers.memory import fits_gpu, suggest_preset
 
     free, total = (x / 2**30 for x in torch.cuda.mem_get_info())
-    preset = config.course_config(tiny=False).model_preset
+    preset = course_config(tiny=False).model_preset
     detail = f"{torch.cuda.get_device_name()}: {free:.1f} of {total:.1f} GiB VRAM free"
     if not fits_gpu(preset, free):
         better = suggest_preset(free)

@@ -1,24 +1,30 @@
-"""The two recipes the course runs, as plain dicts: the one place their values are written.
+"""The two recipes the course runs, and the settings a notebook gets from them: the one place their values are written.
 
 * :data:`SEED`: the seed blog's recipe (Unsloth's Llama-3.1-8B GSM8K GRPO notebook), for a GPU.
 * :data:`TINY`: the same pipeline shrunk to minutes on a laptop CPU (SmolLM2-135M, a few steps).
 
-:func:`grpo_helpers.config.course_config` turns one of them into a ``CourseConfig``; :func:`grpo_helpers.training.grpo_config`
-turns one into TRL's ``GRPOConfig``. Nothing else in the package repeats these numbers. The keys named in
-:data:`GRPO_KEYS` are ``GRPOConfig`` settings with TRL's names; the other keys describe the model, the LoRA and the data.
+:func:`course_config` turns one of them into a :class:`CourseConfig` for this machine (backend, environment
+overrides); :func:`grpo_helpers.training.grpo_config` turns one into TRL's ``GRPOConfig``. Nothing else in the package
+repeats these numbers. The keys named in :data:`GRPO_KEYS` are ``GRPOConfig`` settings with TRL's names; the other keys
+describe the model, the LoRA and the data.
 
 Example:
     >>> SEED["learning_rate"], SEED["num_generations"], SEED["max_seq_length"] - SEED["max_prompt_length"]
     (5e-06, 6, 768)
-    >>> TINY["model_preset"]
-    'smollm2-135m-offline'
+    >>> cfg = course_config(tiny=True)
+    >>> cfg.model_preset, cfg.backend
+    ('smollm2-135m-offline', 'trl-peft')
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from grpo_helpers.data import TINY_SYSTEM_PROMPT
+from grpo_helpers import config, runtime
+from grpo_helpers.data import SYSTEM_PROMPT, TINY_SYSTEM_PROMPT
+from grpo_helpers.errors import CourseError
+from grpo_helpers.models import resolve_source
 
 # The seed recipe. Where the seed left a value to TRL 0.14's default, the default of that TRL version is written out,
 # because TRL 1.x changed several of them (beta 0.04 -> 0.0, loss "grpo" -> "dapo") and a TRL upgrade must not
@@ -125,3 +131,115 @@ GRPO_KEYS = (
     "logging_steps", "gradient_accumulation_steps", "num_generations", "max_completion_length", "max_steps",
     "save_steps", "save_total_limit", "max_grad_norm", "beta", "loss_type", "temperature", "scale_rewards", "seed",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class CourseConfig:
+    """Everything a notebook needs to know about the run it is part of. Build it with :func:`course_config`.
+
+    The values come from :data:`TINY` or :data:`SEED`; the notebooks pass them to the real calls,
+    e.g. ``FastLanguageModel.from_pretrained(model_name=cfg.model_name, max_seq_length=cfg.max_seq_length, ...)``.
+    """
+
+    tiny: bool
+    backend: str
+    # model: from_pretrained(...)
+    model_preset: str
+    model_name: str  # hub id or local folder (tiny: the cached SmolLM2 folder)
+    max_seq_length: int
+    load_in_4bit: bool
+    fast_inference: bool  # vLLM generation: True only on the unsloth-vllm backend
+    gpu_memory_utilization: float
+    dtype: str | None  # None: Unsloth chooses (bfloat16 where supported, float16 on a T4); "float16" forces a T4's setup
+    # LoRA: get_peft_model(...)
+    lora_rank: int
+    lora_alpha: int
+    # data
+    system_prompt: str
+    prefill: str  # text the assistant turn starts with; tiny models need "<reasoning>\n" to find the format
+    train_rows: int | None  # None: the whole GSM8K train split
+    eval_rows: int
+    max_prompt_length: int | None  # longer prompts are dropped from the training set; None keeps all
+    # GRPOConfig(...)
+    learning_rate: float
+    adam_beta1: float
+    adam_beta2: float
+    weight_decay: float
+    warmup_steps: float
+    lr_scheduler_type: str
+    optim: str
+    logging_steps: int
+    prompts_per_step: int
+    gradient_accumulation_steps: int
+    num_generations: int
+    max_completion_length: int
+    max_steps: int
+    save_steps: int
+    save_total_limit: int | None
+    max_grad_norm: float
+    beta: float
+    loss_type: str
+    temperature: float
+    scale_rewards: str
+    seed: int = 3407
+
+    @property
+    def per_device_train_batch_size(self) -> int:
+        """Completions per step: TRL counts completions, so one prompt with its group is ``num_generations``."""
+        return self.prompts_per_step * self.num_generations
+
+    def summary(self) -> str:
+        """One line a learner can read at the top of a notebook."""
+        mode = "tiny CPU mode" if self.tiny else "full GPU recipe"
+        return (f"{mode}: model={self.model_preset}, backend={self.backend}, rows={self.train_rows or 'all'}, "
+                f"generations={self.num_generations}, completion={self.max_completion_length} tokens, steps={self.max_steps}")
+
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def _model_name(preset: str) -> str:
+    try:
+        return resolve_source(preset)
+    except CourseError:
+        # The offline package is missing (a GPU runtime set up for full mode): the same model from the hub will do.
+        if preset == "smollm2-135m-offline" and not config.hub_offline():
+            return SMOLLM2_HUB_ID
+        raise
+
+
+def course_config(tiny: bool | None = None, backend: str | None = None, **overrides) -> CourseConfig:
+    """The settings for this machine, tiny or full, with optional overrides.
+
+    Values come from :data:`TINY` or :data:`SEED`; then the ``GRPO_COURSE_MODEL`` / ``GRPO_COURSE_DTYPE`` /
+    ``GRPO_COURSE_STEPS`` environment overrides; then ``overrides``. ``fast_inference`` is switched off unless the
+    backend is ``unsloth-vllm`` (the stack profile with vLLM), and the seed's ``paged_adamw_8bit`` becomes
+    ``adamw_torch`` without CUDA.
+
+    Example:
+        >>> cfg = course_config(tiny=True, max_steps=3)
+        >>> cfg.max_steps, cfg.learning_rate == TINY["learning_rate"], cfg.per_device_train_batch_size == TINY["num_generations"]
+        (3, True, True)
+    """
+    tiny = runtime.is_tiny() if tiny is None else tiny
+    chosen = runtime.detect_backend(backend) if not tiny or backend else "trl-peft"
+    fields = {f.name for f in dataclasses.fields(CourseConfig)} - {"tiny", "backend"}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise CourseError(f"course_config() got unknown settings {sorted(unknown)}.",
+                          fix=f"Use fields of CourseConfig: {sorted(fields)}.")
+    values = dict(TINY if tiny else SEED)
+    env = dict(model_name=config.model_override(), dtype=config.dtype_override(), max_steps=config.steps_override())
+    values.update({k: v for k, v in env.items() if v is not None})
+    values.update(overrides)
+    if values["model_name"] is None or ("model_preset" in overrides and "model_name" not in overrides
+                                        and env["model_name"] is None):
+        values["model_name"] = _model_name(values["model_preset"])
+    values["system_prompt"] = {"seed": SYSTEM_PROMPT}.get(values["system_prompt"], values["system_prompt"])
+    values["fast_inference"] = bool(values["fast_inference"]) and chosen == "unsloth-vllm"
+    if values["optim"] == "paged_adamw_8bit" and not runtime.has_cuda():
+        values["optim"] = "adamw_torch"  # bitsandbytes' paged optimizers need CUDA
+    if values["dtype"] is not None and values["dtype"] not in config.DTYPES:
+        raise CourseError(f"dtype={values['dtype']!r} is not one the course knows.",
+                          fix="Use None (Unsloth chooses), 'float16' (a T4's configuration) or 'bfloat16'.")
+    return CourseConfig(tiny=tiny, backend=chosen, **values)

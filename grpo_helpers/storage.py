@@ -9,46 +9,26 @@ Colab gives each notebook its own runtime, and a free session can drop at any ti
    run :func:`use_google_drive` yourself; the course never mounts it silently;
 4. anywhere else: ``./runs`` next to the notebook.
 
+Which runtime this is comes from :func:`grpo_helpers.runtime.detect_runtime`.
+
 Example:
-    >>> detect_runtime() in ("colab", "kaggle", "local")
+    >>> runs_root() in (LOCAL_RUNS, KAGGLE_WORKING / PROJECT / "runs", drive_runs()) or runs_override() is not None
     True
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from grpo_helpers.config import runs_override
+from grpo_helpers.runtime import KAGGLE_WORKING, detect_runtime
 
 PROJECT = "grpo-course"
 DRIVE_MOUNT = Path("/content/drive")
-KAGGLE_WORKING = Path("/kaggle/working")
 KAGGLE_INPUT = Path("/kaggle/input")
 LOCAL_RUNS = Path("runs")
 LORA = "lora"
 CHECKPOINTS = "checkpoints"
-
-
-def _module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # a parent package that is missing or half-imported
-        return False
-
-
-def detect_runtime() -> str:
-    """``"colab"``, ``"kaggle"`` or ``"local"``: Colab has the ``google.colab`` package, Kaggle has ``/kaggle/working``.
-
-    Example:
-        >>> detect_runtime()  # doctest: +SKIP
-        'local'
-    """
-    if _module_available("google.colab"):
-        return "colab"
-    if KAGGLE_WORKING.is_dir():
-        return "kaggle"
-    return "local"
 
 
 def drive_runs() -> Path:

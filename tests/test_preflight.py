@@ -7,7 +7,7 @@ from collections import namedtuple
 
 import pytest
 
-from grpo_helpers import config, preflight
+from grpo_helpers import config, preflight, runtime
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_free_ram_thresholds(monkeypatch, free_gb, status):
 
 
 def test_no_gpu_is_fine_in_tiny_mode(monkeypatch):
-    monkeypatch.setattr(config, "has_cuda", lambda: False)
+    monkeypatch.setattr(runtime, "has_cuda", lambda: False)
     assert preflight.check_gpu().status == "OK" and "tiny mode" in preflight.check_gpu().detail
 
 

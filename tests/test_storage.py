@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from grpo_helpers import runtime as course_runtime
 from grpo_helpers import storage
 
 
@@ -23,7 +24,8 @@ def place(monkeypatch, tmp_path):
 
     def fake(runtime: str):
         colab = runtime == "colab"
-        monkeypatch.setattr(storage, "_module_available", lambda name: colab and name == "google.colab")
+        monkeypatch.setattr(course_runtime, "_colab_available", lambda: colab)
+        monkeypatch.setattr(course_runtime, "KAGGLE_WORKING", storage.KAGGLE_WORKING)
         if runtime == "kaggle":
             storage.KAGGLE_WORKING.mkdir(parents=True)
         if colab:
@@ -45,19 +47,19 @@ def test_doctests():
 
 def test_local_runs_next_to_the_notebook(place):
     place("local")
-    assert storage.detect_runtime() == "local"
+    assert course_runtime.detect_runtime() == "local"
     assert storage.runs_root() == storage.LOCAL_RUNS and storage.run_dir("x") == storage.LOCAL_RUNS / "x"
 
 
 def test_kaggle_runs_in_working(place):
     place("kaggle")
-    assert storage.detect_runtime() == "kaggle"
+    assert course_runtime.detect_runtime() == "kaggle"
     assert storage.runs_root() == storage.KAGGLE_WORKING / "grpo-course" / "runs"
 
 
 def test_colab_never_mounts_drive_silently(place, capsys):
     mounts = place("colab")
-    assert storage.detect_runtime() == "colab"
+    assert course_runtime.detect_runtime() == "colab"
     assert storage.runs_root() == storage.LOCAL_RUNS  # nothing asked yet: local, and nothing mounted
     assert mounts == []
     root = storage.use_google_drive()

@@ -29,9 +29,9 @@ NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
              if p.name[:2] in ("00", "01", "02", "03", "04", "06", "07", "08")]
 QUICK = dict(train_rows=16, eval_rows=4, max_completion_length=32)
 PATCH = f'''# GPU test only (tests/gpu/test_notebooks_full.py): quick sizes; the install cell's decisions are unit-tested on CPU.
-import grpo_helpers.config as _config
-_course_config = _config.course_config
-_config.course_config = lambda *a, **k: _course_config(*a, **{{**{QUICK!r}, **k}})'''
+import grpo_helpers.recipes as _recipes
+_course_config = _recipes.course_config
+_recipes.course_config = lambda *a, **k: _course_config(*a, **{{**{QUICK!r}, **k}})'''
 
 
 @pytest.fixture(scope="module")

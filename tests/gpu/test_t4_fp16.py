@@ -14,7 +14,7 @@ def test_precision_decision_on_a_faked_t4(monkeypatch):
     import torch
 
     from grpo_helpers import precision
-    from grpo_helpers.config import course_config
+    from grpo_helpers.recipes import course_config
     from grpo_helpers.training import grpo_config
 
     monkeypatch.setattr(precision, "cuda_capability", lambda: (7, 5))
