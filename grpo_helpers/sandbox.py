@@ -334,11 +334,40 @@ def _first_problem(tree: ast.AST, allowed: Mapping[str, tuple[str, ...] | None])
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _reward_policy():
+    """RestrictedPython's policy, plus what rewards do often and it refuses: ``counts[k] += 1`` and
+    ``self.total += x``, rewritten to guarded calls (``_aug_item_``, ``_aug_attr_``) that read and write through the
+    same guards as ``counts[k] = counts[k] + 1`` would."""
+    from RestrictedPython import RestrictingNodeTransformer
+    from RestrictedPython.transformer import IOPERATOR_TO_STR, copy_locations
+
+    class RewardPolicy(RestrictingNodeTransformer):
+        def visit_AugAssign(self, node: ast.AugAssign):
+            target = node.target
+            if not isinstance(target, (ast.Subscript, ast.Attribute)):
+                return super().visit_AugAssign(node)
+            if isinstance(target, ast.Attribute) and target.attr.startswith("_"):
+                self.error(node, f'"{target.attr}" is an invalid attribute name because it starts with "_".')
+                return node
+            op = ast.Constant(IOPERATOR_TO_STR[type(node.op)])
+            obj, value = self.visit(target.value), self.visit(node.value)
+            if isinstance(target, ast.Subscript):
+                call = ast.Call(ast.Name("_aug_item_", ast.Load()), [obj, self.visit(target.slice), op, value], [])
+            else:
+                call = ast.Call(ast.Name("_aug_attr_", ast.Load()), [obj, ast.Constant(target.attr), op, value], [])
+            new = ast.Expr(call)
+            copy_locations(new, node)
+            return ast.fix_missing_locations(new)
+
+    return RewardPolicy
+
+
 def _restricted_compile(source: str, filename: str):
     """RestrictedPython's compiler: (code, None) or (None, its first error as one line)."""
     from RestrictedPython import compile_restricted_exec
 
-    result = compile_restricted_exec(source, filename=filename)
+    result = compile_restricted_exec(source, filename=filename, policy=_reward_policy())
     if result.errors:
         return None, "refused: " + " ".join(str(result.errors[0]).split())[:300]
     return result.code, None
@@ -459,8 +488,8 @@ def _restricted_globals(module_name: str, allowed: Mapping[str, tuple[str, ...] 
         return value
 
     def write_guard(obj):
-        # Only the submission's own objects (and plain lists/dicts) may change: never a module view or a course object.
-        if type(obj) in (dict, list) or getattr(type(obj), "__module__", None) == module_name:
+        # Only the submission's own objects (and lists and dicts) may change: never a module view or a course object.
+        if isinstance(obj, (dict, list)) or getattr(type(obj), "__module__", None) == module_name:
             return obj
         raise TypeError(f"refused: changing a {type(obj).__name__} object")
 
@@ -478,13 +507,19 @@ def _restricted_globals(module_name: str, allowed: Mapping[str, tuple[str, ...] 
     def inplace(op, x, y):  # `x += y` compiles to _inplacevar_("+=", x, y)
         return ops[op](x, y)
 
+    def aug_item(obj, index, op, value):  # `d[k] += v` (see _reward_policy)
+        write_guard(obj)[index] = ops[op](obj[index], value)
+
+    def aug_attr(obj, name, op, value):  # `o.name += v`
+        setattr(write_guard(obj), name, ops[op](getattr_guard(obj, name), value))
+
     allowed_builtins = {k: v for k, v in safe_builtins.items() if k not in ("setattr", "delattr", "_getattr_")}
     allowed_builtins.update({k: getattr(builtins, k) for k in _EXTRA_BUILTINS})
     allowed_builtins.update(__import__=_guarded_import(_module_views(allowed)), range=range)
     return {"__builtins__": allowed_builtins, "__name__": module_name, "__metaclass__": type,
             "_getattr_": getattr_guard, "_getitem_": lambda obj, index: obj[index], "_getiter_": iter,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-            "_write_": write_guard, "_inplacevar_": inplace, "_apply_": lambda f, *a, **kw: f(*a, **kw),
+            "_write_": write_guard, "_inplacevar_": inplace, "_aug_item_": aug_item, "_aug_attr_": aug_attr, "_apply_": lambda f, *a, **kw: f(*a, **kw),
             "_print_": Printer}
 
 
