@@ -30,6 +30,7 @@ demo: setup
 # engine on CPU in its own venv (tests/vllm_cpu is skipped, with the reason, inside the main venv).
 test: setup $(VENV)/.docs-installed $(VLLM_VENV)/.installed
 	bash scripts/install_chromium.sh
+	bash scripts/install_sandbox_tools.sh
 	$(RUN_ENV) $(PY) -m pytest -m "not gpu" tests $(ARGS)
 	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v
 
