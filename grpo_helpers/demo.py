@@ -356,15 +356,17 @@ def verdict(summary: dict, rows: list[dict], before, after, primed=None, system_
                      f"{primed.strict_format_rate:.0%}); GRPO then took it to {after.format_rate:.0%} (strict "
                      f"{after.strict_format_rate:.0%}).")
     corr = summary.get("correctness_reward", (0.0, 0.0))
-    if after.accuracy > before.accuracy:
-        lines.append(f"Test accuracy changed from {before.accuracy:.0%} to {after.accuracy:.0%} on {after.n} questions "
-                     "(a tiny sample: treat it as noise unless it repeats).")
-    elif max(corr) == 0 and after.accuracy == 0:
+    accuracies = (f"strict {before.strict_accuracy:.0%} -> {after.strict_accuracy:.0%}, format-free "
+                  f"{before.format_free_accuracy:.0%} -> {after.format_free_accuracy:.0%}")
+    if after.strict_accuracy > before.strict_accuracy or after.format_free_accuracy > before.format_free_accuracy:
+        lines.append(f"Test accuracy on {after.n} questions: {accuracies} (a tiny sample: treat it as noise unless it "
+                     "repeats; a strict gain without a format-free one is the format being learned, not the math).")
+    elif max(corr) == 0 and after.strict_accuracy == 0:
         lines.append(f"GSM8K correctness did not move: the correctness reward stayed at 0 and test accuracy is "
-                     f"{after.accuracy:.0%}. A 135M model does not learn grade-school math in a few CPU minutes; it "
+                     f"{accuracies}. A 135M model does not learn grade-school math in a few CPU minutes; it "
                      "learned the format, with wrong numbers inside it.")
     else:
-        lines.append(f"Test accuracy: {before.accuracy:.0%} before, {after.accuracy:.0%} after ({after.n} questions).")
+        lines.append(f"Test accuracy: {accuracies} ({after.n} questions).")
     ints, length = summary.get("int_reward", (0.0, 0.0)), summary["completions/mean_length"]
     if ints[1] > ints[0] + 0.05 and soft[1] <= soft[0] + 0.02 and length[1] < 0.8 * length[0]:
         lines.append(f"Shortcut: completions got shorter ({length[0]:.0f} -> {length[1]:.0f} tokens) and more of them "
@@ -456,11 +458,13 @@ def held_out_table(evals: dict[str, Any]) -> str:
     Example:
         >>> from grpo_helpers.evaluation import score
         >>> print(held_out_table({"before": score(["no"], ["1"]), "after": score(["no"], ["1"])}).splitlines()[2])
-        | accuracy | 0.0% | 0.0% |
+        | strict accuracy | 0.0% | 0.0% |
     """
     names = list(evals)
     n = next(iter(evals.values())).n
-    rows = [("accuracy", lambda e: f"{e.accuracy:.1%}"), ("format rate", lambda e: f"{e.format_rate:.1%}"),
+    rows = [("strict accuracy", lambda e: f"{e.strict_accuracy:.1%}"),
+            ("format-free accuracy", lambda e: f"{e.format_free_accuracy:.1%}"),
+            ("format rate", lambda e: f"{e.format_rate:.1%}"),
             ("strict format rate", lambda e: f"{e.strict_format_rate:.1%}"),
             ("mean length (tokens)", lambda e: f"{e.mean_length:.1f}"),
             ("reasoning words (mean, all answers)", lambda e: f"{reasoning_words(e.records):.1f}"),

@@ -188,12 +188,12 @@ def plot_reward_curves(history, title: str | None = None, smooth: int = 5):
 
 
 def plot_before_after(before: Mapping[str, float], after: Mapping[str, float],
-                      metrics: Sequence[str] = ("accuracy", "format_rate", "strict_format_rate"), title: str | None = None):
+                      metrics: Sequence[str] = ("strict_accuracy", "format_free_accuracy", "format_rate", "strict_format_rate"), title: str | None = None):
     """Grouped bars: each metric before and after training (rates in [0, 1]).
 
     Example:
-        >>> fig = plot_before_after({"accuracy": 0.0, "format_rate": 0.1}, {"accuracy": 0.0, "format_rate": 0.8},
-        ...                         metrics=["accuracy", "format_rate"])
+        >>> fig = plot_before_after({"strict_accuracy": 0.0, "format_rate": 0.1},
+        ...                         {"strict_accuracy": 0.0, "format_rate": 0.8}, metrics=["strict_accuracy", "format_rate"])
         >>> len(fig.axes[0].patches)
         4
     """

@@ -318,6 +318,37 @@ def answers_match(pred: str | None, ref: str | None) -> bool:
     return _round_half_away(value * scale) == ref_value * scale
 
 
+# The format-free reading, as lm-eval's GSM8K "flexible-extract" filter does it: the last number in the text,
+# whatever the tags. It counts what the model solved even when it never wrote <answer> (an untrained 8B model often
+# solves in plain prose), so a before/after comparison can tell learning the format from learning to solve.
+_LAST_NUMBER = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\$?\.\d+")
+
+
+def final_number(text: str | None) -> str | None:
+    """The last number written anywhere in ``text`` (commas, ``$`` and a trailing ``.`` kept out), or None.
+
+    Example:
+        >>> final_number("She pays $1,200 in all. The answer is 1,250.")
+        '1,250'
+        >>> final_number("<answer>\\n-3\\n</answer>"), final_number("no digits") is None
+        ('-3', True)
+    """
+    found = _LAST_NUMBER.findall(text or "")
+    if not found:
+        return None
+    return found[-1].replace("$", "").replace(" ", "")
+
+
+def format_free_correct(text: str | None, ref: str | None) -> bool:
+    """Whether the last number of ``text`` equals the reference (:func:`answers_match`), tags or not.
+
+    Example:
+        >>> format_free_correct("3 + 4 = 7 apples.", "7"), format_free_correct("7 apples, then 8 more", "7")
+        (True, False)
+    """
+    return answers_match(final_number(text), ref)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Format
 # ----------------------------------------------------------------------------------------------------------------

@@ -42,8 +42,16 @@ def caption(run: RecordedRun) -> str:
             f"from {before['strict_format_rate']:.0%} to {after['strict_format_rate']:.0%}; in training the soft "
             f"format reward rose from {soft[0]:.2f} (first 10 steps) to {soft[1]:.2f} (last 10), the strict one from "
             f"{strict[0]:.2f} to {strict[1]:.2f}; mean reasoning {words['before']:.0f} words before, "
-            f"{words['after']:.0f} after. Correctness: {before['accuracy']:.0%} before, {after['accuracy']:.0%} "
-            f"after: a 135M model does not learn to solve GSM8K in minutes, and the course says so.*")
+            f"{words['after']:.0f} after. Correctness: {_accuracies(before, after)}: a 135M model does not learn to "
+            f"solve GSM8K in minutes, and the course says so.*")
+
+
+def _accuracies(before: dict, after: dict) -> str:
+    """Both accuracies where the recorded run has them (runs recorded before the format-free one have strict only)."""
+    if "format_free_accuracy" not in before:
+        return f"{before['accuracy']:.0%} before, {after['accuracy']:.0%} after (strict)"
+    return (f"strict {before['strict_accuracy']:.0%} before, {after['strict_accuracy']:.0%} after; format-free "
+            f"{before['format_free_accuracy']:.0%} before, {after['format_free_accuracy']:.0%} after")
 
 
 def readme_with_caption(text: str, new: str) -> str:

@@ -95,7 +95,7 @@ def test_demo_end_to_end_toy_size_and_same_seed_same_numbers(tmp_path, capsys):
                  "eval_after.jsonl", "settings.json", "lora/adapter_config.json"):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()
-    assert "Seed **3407**" in report and "first 10 steps" in report and "| accuracy |" in report
+    assert "Seed **3407**" in report and "first 10 steps" in report and "| strict accuracy |" in report and "| format-free accuracy |" in report
     assert "| metric (n=2) | before | after priming | after GRPO |" in report and "reasoning words" in report
     settings = json.loads((run / "settings.json").read_text())
     assert settings["seed"] == 3407 and settings["prime_steps"] == 1 and settings["threads"] == 2

@@ -15,17 +15,20 @@ FAKE = [
     (GOOD.format(r="12 * 50 / 60 = 10", a="10"), "10"),                          # correct, strict
     (GOOD.format(r="a guess", a="7"), "5"),                                      # wrong, strict
     ("<reasoning>rushed</reasoning> <answer>3</answer>", "4"),                  # wrong, soft format only
-    ("The answer is 18.", "18"),                                                 # no tags: not scored as correct
+    ("The answer is 18.", "18"),                                                 # no tags: strict 0, format-free 1
 ]
 
 
 def test_score_known_accuracy_and_format_rates():
     result = score([c for c, _ in FAKE], [a for _, a in FAKE], questions=[f"q{i}" for i in range(5)])
-    assert (result.n, result.accuracy, result.format_rate, result.strict_format_rate) == (5, 0.4, 0.8, 0.6)
+    assert (result.n, result.strict_accuracy, result.format_rate, result.strict_format_rate) == (5, 0.4, 0.8, 0.6)
     assert [r["correct"] for r in result.records] == [True, True, False, False, False]
+    # Format-free: the last number, tags or not. The prose answer counts; a wrong number inside tags does not.
+    assert [r["correct_format_free"] for r in result.records] == [True, True, False, False, True]
+    assert result.format_free_accuracy == 0.6
     assert result.records[3]["formatted"] and not result.records[3]["strict_formatted"]
     assert result.mean_length == sum(len(c) for c, _ in FAKE) / 5  # characters without a tokenizer
-    assert "accuracy=40.0%" in repr(result)
+    assert "strict accuracy=40.0%, format-free accuracy=60.0%" in repr(result)
 
 
 def test_score_counts_tokens_with_a_tokenizer(smollm2):
@@ -54,7 +57,7 @@ def test_evaluate_generates_once_per_row_and_scores(monkeypatch, gsm8k_test_smal
 
     monkeypatch.setattr(evaluation, "generate", fake_generate)
     result = evaluate(None, None, gsm8k_test_small, n=4, label="fake")
-    assert result.accuracy == 0.5 and result.format_rate == 0.75 and result.n == 4
+    assert result.strict_accuracy == 0.5 and result.format_rate == 0.75 and result.n == 4
     assert seen["prompts"] == [r["prompt"] for r in rows] and seen["sampling"].n == 1
     assert [r["answer"] for r in result.records] == answers
     with pytest.raises(CourseError, match="n=0"):
@@ -77,9 +80,11 @@ def test_compare_table_and_chart():
     after = score([GOOD.format(r="r = 0 + 1", a="1")] * 4, ["1", "2", "3", "4"])
     result = compare(before, after)
     rows = {m: (b, a, d) for m, b, a, d in result.rows}
-    assert rows["accuracy"] == (0.0, 0.25, 0.25) and rows["format_rate"] == (0.25, 1.0, 0.75)
+    assert rows["strict_accuracy"] == (0.0, 0.25, 0.25) and rows["format_rate"] == (0.25, 1.0, 0.75)
+    assert rows["format_free_accuracy"] == (0.0, 0.25, 0.25)  # the same answers, read without the tags
     assert "| format rate | 25.0% | 100.0% | +75.0% |" in result.table
-    assert len(result.figure.axes[0].patches) == 6  # 3 rate metrics x before/after
+    assert "| format-free accuracy | 0.0% | 25.0% | +25.0% |" in result.table
+    assert len(result.figure.axes[0].patches) == 8  # 4 rate metrics x before/after
     assert result._repr_markdown_() == result.table
     with pytest.raises(CourseError, match="same rows"):
         compare(before, score(["x"], ["1"]))

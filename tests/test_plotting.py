@@ -46,8 +46,8 @@ def test_reward_curve_from_csv_path(tmp_path):
 
 
 def test_before_after_bars():
-    fig = plot_before_after({"accuracy": 0.0, "format_rate": 0.2}, {"accuracy": 0.1, "format_rate": 0.9},
-                            metrics=["accuracy", "format_rate"])
+    fig = plot_before_after({"strict_accuracy": 0.0, "format_rate": 0.2}, {"strict_accuracy": 0.1, "format_rate": 0.9},
+                            metrics=["strict_accuracy", "format_rate"])
     heights = sorted(round(p.get_height(), 3) for p in fig.axes[0].patches)
     assert heights == [0.0, 0.1, 0.2, 0.9]
 
