@@ -321,22 +321,35 @@ def answers_match(pred: str | None, ref: str | None) -> bool:
 # The format-free reading, as lm-eval's GSM8K "flexible-extract" filter does it: the last number in the text,
 # whatever the tags. It counts what the model solved even when it never wrote <answer> (an untrained 8B model often
 # solves in plain prose), so a before/after comparison can tell learning the format from learning to solve.
-_LAST_NUMBER = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\$?\.\d+")
+# Where lm-eval's regex (-?[$0-9.,]{2,})|(-?[0-9]+) misreads prose, this one does not (tests/test_rewards_format_free.py):
+# a "-" right after a digit, letter or ")" is a dash, not a sign ("2-3 hours" ends on 3, not -3); "3/4" is one
+# number; names of tags ("<step2>", "<|im_end|>") are not numbers; a trailing "." and "$" are not part of it.
+_TAG_NAME = re.compile(r"</?[A-Za-z_|][\w|:.-]*\s*/?>")
+_FINAL_NUMBER = re.compile(
+    r"(?:(?P<sign>(?<![\w)])-)\$?|\$(?P<sign2>-)?)?\s?"
+    r"(?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?![\d.]))?|\.\d+)")
 
 
 def final_number(text: str | None) -> str | None:
-    """The last number written anywhere in ``text`` (commas, ``$`` and a trailing ``.`` kept out), or None.
+    """The last number written anywhere in ``text`` (``$``, a trailing ``.`` and tag names kept out), or None.
+
+    Commas stay (:func:`answers_match` reads them); a minus counts as a sign only where it cannot be a dash.
 
     Example:
         >>> final_number("She pays $1,200 in all. The answer is 1,250.")
         '1,250'
-        >>> final_number("<answer>\\n-3\\n</answer>"), final_number("no digits") is None
-        ('-3', True)
+        >>> final_number("<answer>\\n-3\\n</answer>"), final_number("It takes 2-3 hours"), final_number("no digits") is None
+        ('-3', '3', True)
     """
-    found = _LAST_NUMBER.findall(text or "")
-    if not found:
+    if not text:
         return None
-    return found[-1].replace("$", "").replace(" ", "")
+    text = _TAG_NAME.sub(" ", str(text).replace("\u2212", "-"))
+    last = None
+    for last in _FINAL_NUMBER.finditer(text):
+        pass
+    if last is None:
+        return None
+    return ("-" if last.group("sign") or last.group("sign2") else "") + last.group("num")
 
 
 def format_free_correct(text: str | None, ref: str | None) -> bool:
