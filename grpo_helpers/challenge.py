@@ -2,8 +2,9 @@
 
 Each participant writes one reward function with TRL's signature, in a notebook cell or in a file
 ``submissions/NAME.py`` that defines ``reward(prompts, completions, answer, **kwargs)``. :func:`leaderboard` runs
-every submission, each isolated in its own process with a time limit (:mod:`grpo_helpers.sandbox`), on a fixed pool
-of completions grouped by question, as GRPO compares them:
+every submission, each isolated in its own process with a time limit (:mod:`grpo_helpers.sandbox`: a file is someone
+else's code, so it passes a static policy first and runs in the sandbox process, in bubblewrap where Linux allows),
+on a fixed pool of completions grouped by question, as GRPO compares them:
 
 * ``correct``: GSM8K's own worked solutions in the course format, and ``rewards.HONEST_RIGHT``;
 * ``wrong``: real SmolLM2-135M completions labelled by the course checker (package data made by

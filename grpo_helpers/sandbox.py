@@ -262,8 +262,10 @@ def _allowed_builtin_names() -> set[str]:
     return (set(safe_builtins) - {"setattr", "delattr", "_getattr_"}) | set(_EXTRA_BUILTINS)
 
 
+# Python's builtins a file may not name (open, eval, exec, compile, globals, vars, getattr, type, dir, input, ...):
+# every public builtin except print and range (RestrictedPython rewrites print) and the allowed ones (_first_problem).
 _REFUSED_BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_")) - {
-    "print", "range", "Ellipsis", "NotImplemented", "True", "False", "None"}  # minus the allowed, at check time
+    "print", "range", "Ellipsis", "NotImplemented", "True", "False", "None"}
 
 
 def _bound_names(tree: ast.AST) -> set[str]:
@@ -780,7 +782,12 @@ def _python_dirs() -> list[str]:
     libdir = sysconfig.get_config_var("LIBDIR")
     if libdir and os.path.isdir(libdir):
         dirs.add(libdir)
-    return sorted({os.path.realpath(d) for d in dirs if d and os.path.isdir(d)} | {d for d in dirs if d and os.path.isdir(d)})
+    found = {d for d in dirs if d and os.path.isdir(d)}
+    found |= {os.path.realpath(d) for d in found}  # a venv's own path and the one its symlinks lead to
+    # Never the whole file system or a home folder (a Python installed with --prefix=$HOME): then the sandboxed
+    # Python cannot start, and the board says that bubblewrap cannot start here.
+    homes = {"/", os.path.realpath(os.path.expanduser("~")), "/root", "/home"}
+    return sorted(d for d in found if os.path.realpath(d) not in homes)
 
 
 def _bwrap_command(bwrap: str) -> list[str]:
