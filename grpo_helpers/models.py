@@ -55,10 +55,13 @@ class ModelPreset:
     note: str = ""
 
 
+# The presets of the two recipes' models (smollm2-135m-offline: TINY, llama-3.1-8b-instruct: SEED) repeat the recipe's
+# LoRA rank, sequence length, 4-bit and vLLM share for the memory estimate (models sits below recipes);
+# tests/test_recipe_values_in_prose.py checks that they agree with grpo_helpers.recipes.
 PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in [
-        ModelPreset("smollm2-135m-offline", "offline:smollm2", 0.135, max_seq_length=512, lora_rank=16, needs_gpu=False,
+        ModelPreset("smollm2-135m-offline", "offline:smollm2", 0.135, max_seq_length=512, lora_rank=8, needs_gpu=False,
                     note="Offline, CPU-friendly. Too small to solve GSM8K; it can learn the answer format."),
         ModelPreset("tiny-random", "local:tiny-random", 0.0001, max_seq_length=256, lora_rank=8, needs_gpu=False,
                     note="Random weights: for plumbing tests only."),
