@@ -15,7 +15,7 @@ Two ways in, for two kinds of code:
      inside bubblewrap where Linux allows it (:func:`isolation`): no network, a read-only view of the system's
      files and Python only (no home, no project, no ``/mnt``), a private ``/tmp``, its own process tree;
   3. *inside that process*, before the file runs: limits on memory (:data:`MEMORY_CAP_BYTES`), wall and CPU time,
-     file size and processes, and on Linux (x86-64, ARM64) a seccomp filter that refuses to open files, sockets,
+     file size and processes, and on Linux (x86-64 and 64-bit ARM) a seccomp filter that refuses to open files, sockets,
      new processes, ``exec`` and signals to others; the code runs with RestrictedPython's guarded builtins, and
      modules are handed over as read-only views of their allowed names.
 
@@ -532,7 +532,7 @@ def _restricted_globals(module_name: str, allowed: Mapping[str, tuple[str, ...] 
 # Syscalls the seccomp filter answers with EPERM once the file may run: opening or changing files, sockets, new
 # processes, exec, signals and tracing of other processes, namespaces and mounts, and the kernel interfaces that
 # could do any of that behind the filter's back (io_uring, bpf). Numbers: Linux's asm/unistd_64.h and
-# asm-generic/unistd.h (ARM64), checked against the headers of Debian 12.
+# asm-generic/unistd.h (64-bit ARM), checked against the headers of Debian 12.
 _DENIED = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "fork", "vfork", "execve",
            "execveat", "open", "openat", "openat2", "creat", "open_by_handle_at", "name_to_handle_at", "unlink",
            "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "link", "linkat", "symlink",

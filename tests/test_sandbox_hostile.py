@@ -321,7 +321,7 @@ def test_bubblewrap_alone_hides_the_home_blocks_the_network_and_keeps_writes_pri
 
 def test_seccomp_alone_refuses_files_sockets_and_processes(host, monkeypatch):
     if not S.isolation().seccomp:
-        pytest.skip("a seccomp filter is needed here (Linux x86-64 or ARM64)")
+        pytest.skip("a seccomp filter is needed here (Linux on x86-64 or 64-bit ARM)")
     result = _run_attacks(host, monkeypatch, bwrap=False, lock_down=True)
     assert set(result.values()) == {"PermissionError", "KeyError"}, result
     assert result["environment_token"] == "KeyError"  # the sandbox process never gets the host's environment
@@ -329,7 +329,7 @@ def test_seccomp_alone_refuses_files_sockets_and_processes(host, monkeypatch):
 
 def test_seccomp_and_limits_stop_forks_and_memory_bombs_without_the_policy(host):
     if not S.isolation().seccomp:
-        pytest.skip("a seccomp filter is needed here (Linux x86-64 or ARM64)")
+        pytest.skip("a seccomp filter is needed here (Linux on x86-64 or 64-bit ARM)")
     bombs = {"fork": "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\n",  # one fork, if the filter failed
              "memory": "hog = bytearray(64 * 2**30)\n"}
     request = {"jobs": [{"source": src, "filename": f"{n}.py", "name": n} for n, src in bombs.items()],
