@@ -366,3 +366,12 @@ def test_the_board_line_says_which_walls_are_up():
                                   "RestrictedPython policy, nothing from the OS and the caps (5 s")
     assert S.Isolation(policy=False, bwrap=True, seccomp=True).line(5).startswith(
         "sandbox: RestrictedPython is not installed, so every file submission is refused")
+
+
+def test_the_host_guide_names_the_allowed_imports_and_the_board_line_the_code_has():
+    guide = " ".join((Path(__file__).resolve().parents[1] / "docs" / "challenge.md").read_text().split())
+    policy = guide[guide.index("Allowed imports only:"):guide.index("Refused:")]
+    assert all(f"`{module}`" in policy for module in S.STDLIB_IMPORTS), policy
+    assert "`challenge.COURSE_HELPERS`" in policy and "`course_rewards`" in policy
+    assert f"`{S.Isolation(policy=True, bwrap=True, seccomp=True).line(C.DEFAULT_TIMEOUT)}`" in guide
+    assert S.MEMORY_CAP_BYTES == 2 * 2**30 and "2 GiB beyond what the process holds" in guide
