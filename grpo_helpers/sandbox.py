@@ -26,7 +26,7 @@ Example:
     'raised: ZeroDivisionError: division by zero'
     >>> check_policy("import os\\n")
     'refused: import of os'
-    >>> check_policy("def reward(completions, **kw):\\n    return [len(open('/etc/passwd').read())] * len(completions)\\n")
+    >>> check_policy("def reward(completions, **kw):\\n    return [len(open('/etc/passwd').read())]\\n")
     'refused: open()'
 """
 
@@ -455,8 +455,9 @@ def _module_views(allowed: Mapping[str, tuple[str, ...] | None]) -> dict[str, Mo
     for module in allowed:  # a parent package the allow-list names only through its children
         parent = module.rsplit(".", 1)[0] if "." in module else None
         if parent and parent not in views:
+            depth = parent.count(".") + 1
             views[parent] = ModuleView(parent, {k.rsplit(".", 1)[1]: views[k] for k in views
-                                                if k.startswith(parent + ".") and k.count(".") == parent.count(".") + 1})
+                                                if k.startswith(parent + ".") and k.count(".") == depth})
     return views
 
 
@@ -521,7 +522,8 @@ def _restricted_globals(module_name: str, allowed: Mapping[str, tuple[str, ...] 
     return {"__builtins__": allowed_builtins, "__name__": module_name, "__metaclass__": type,
             "_getattr_": getattr_guard, "_getitem_": lambda obj, index: obj[index], "_getiter_": iter,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-            "_write_": write_guard, "_inplacevar_": inplace, "_aug_item_": aug_item, "_aug_attr_": aug_attr, "_apply_": lambda f, *a, **kw: f(*a, **kw),
+            "_write_": write_guard, "_inplacevar_": inplace, "_aug_item_": aug_item, "_aug_attr_": aug_attr,
+            "_apply_": lambda f, *a, **kw: f(*a, **kw),
             "_print_": Printer}
 
 
@@ -866,8 +868,8 @@ def _probe_job(payload: Any) -> Callable[[dict], dict]:
 
 
 def _probe(bwrap: bool) -> tuple[Outcome, bool]:
-    request = {"jobs": [{"source": "", "filename": "<probe>", "name": "probe"}], "entry": "grpo_helpers.sandbox:_probe_job",
-               "payload": None, "allowed": {}, "policy": False, "timeout": 10.0}
+    request = {"jobs": [{"source": "", "filename": "<probe>", "name": "probe"}], "payload": None, "allowed": {},
+               "entry": "grpo_helpers.sandbox:_probe_job", "policy": False, "timeout": 10.0}
     outcome = _run_request(request, bwrap)[0]
     blocked = outcome.value if isinstance(outcome.value, dict) else {}
     return outcome, bool(blocked.get("file") and blocked.get("socket"))
