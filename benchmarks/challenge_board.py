@@ -10,6 +10,7 @@ Run it under the CPU lock so that no other job shares the 2 cores::
 
     flock /tmp/cpu.lock .venv/bin/python benchmarks/challenge_board.py            # 3 runs, median
     flock /tmp/cpu.lock .venv/bin/python benchmarks/challenge_board.py --runs 5 --submissions 30
+    flock /tmp/cpu.lock .venv/bin/python benchmarks/challenge_board.py --no-bwrap   # policy + seccomp only
 
 It prints each run's wall time, the median, and the board's first lines (the isolation line, when there is one).
 Every row must score: a run with an error row fails (an honest submission refused would be a bug).
@@ -130,6 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=30)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-bwrap", action="store_true",
+                        help="as on a machine without bubblewrap: the policy, seccomp and the limits only")
     args = parser.parse_args()
     times, out = [], ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,8 +141,11 @@ def main() -> int:
         names = write_submissions(folder, args.submissions)
         for run in range(args.runs):
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "grpo_helpers.challenge", str(folder), "--baselines"],
-                                  capture_output=True, text=True, cwd=tmp)
+            command = [sys.executable, "-m", "grpo_helpers.challenge", str(folder), "--baselines"]
+            if args.no_bwrap:
+                command[1:3] = ["-c", "import sys, grpo_helpers.sandbox as S; S.BWRAP = 'no-bwrap-here'; "
+                                "from grpo_helpers.challenge import main; sys.exit(main(sys.argv[1:]))"]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
             times.append(time.perf_counter() - start)
             out = done.stdout
             if done.returncode != 0 or "ERROR" in out or any(f" {n[:22]} " not in out for n in names):

@@ -375,3 +375,26 @@ def test_the_host_guide_names_the_allowed_imports_and_the_board_line_the_code_ha
     assert "`challenge.COURSE_HELPERS`" in policy and "`course_rewards`" in policy
     assert f"`{S.Isolation(policy=True, bwrap=True, seccomp=True).line(C.DEFAULT_TIMEOUT)}`" in guide
     assert S.MEMORY_CAP_BYTES == 2 * 2**30 and "2 GiB beyond what the process holds" in guide
+
+
+def test_a_bubblewrap_that_cannot_create_namespaces_is_named_on_the_board(host, pool, monkeypatch):
+    """As in a container without user namespaces: bwrap exits 1 with its own message; seccomp and the policy hold."""
+    fake = host.root / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(S, "BWRAP", str(fake))
+    S.isolation.cache_clear()
+    try:
+        iso = S.isolation()
+        assert not iso.bwrap and iso.why == "bubblewrap cannot start here: bwrap: No permissions to create new namespace"
+        (host.submissions / "reads_token.py").write_text(host.fill(HOSTILE["reads_token"][0]))
+        before = host.snapshot()
+        board = C.leaderboard(host.submissions, pool, timeout=10)
+        assert board.sandbox.startswith("sandbox: NO OS ISOLATION here (bubblewrap cannot start here: bwrap: No "
+                                        "permissions to create new namespace)")
+        assert ("a seccomp filter" in board.sandbox) == iso.seccomp
+        assert board.row("reads_token").error == "refused: open()" and board.row("ada").error is None
+        assert host.snapshot() == before
+    finally:
+        S.isolation.cache_clear()
