@@ -34,3 +34,20 @@ def test_check_close_names_the_worst_entry_and_shape(capsys):
     assert out[1].startswith("❌ adv: largest difference 0.5 at index 1")
     assert out[2] == "❌ adv: shape (2, 3), expected (3, 2)"
     assert out[3] == "❌ adv: 1 values, expected 2"
+
+
+def test_answers_that_cannot_be_compared_or_that_raise_get_a_verdict(capsys):
+    import numpy as np
+
+    from grpo_helpers.exercises import Failed, attempt
+
+    assert not check("ex", np.array([1, 2]), expected=[1, 2])  # "truth value of an array is ambiguous"
+    assert not check("ex", "x" * 100_000, expected="y")
+    failed = attempt(lambda: [len(t) for t in (None, "a")])
+    assert isinstance(failed, Failed) and failed.reason.startswith("your code raised TypeError")
+    assert not check("ex", failed, expected=[1]) and not check_close("ex", failed, [1.0])
+    assert attempt(lambda: ["7", ...]) is ...
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("❌ ex: a ndarray cannot be compared with the expected list (ValueError)")
+    assert len(out[1]) < 700 and out[1].endswith("(100,002 characters), expected 'y'")
+    assert out[2] == "❌ ex: your code raised TypeError: object of type 'NoneType' has no len()"
