@@ -68,6 +68,15 @@ SEED: dict[str, Any] = dict(
     loss_type="grpo",  # TRL 0.14's per-sequence averaging
     temperature=0.9,  # TRL 0.14's sampling temperature
     scale_rewards="group",
+    # vLLM samples the group, the trainer scores it: their log-probabilities differ a little (other kernels, other
+    # precision). TRL 1.14 weights each completion's policy loss by exp(sum(log p_trainer - log p_vllm)) and, in its
+    # default mode "sequence_mask", drops a completion whose ratio is above clip_max (its defaults: True,
+    # "sequence_mask", 3.0; notebook 05 section 9 shows it). TRL 0.14, which the seed ran on, had no such correction,
+    # and Unsloth's GRPOConfig defaults it to False (unsloth 2026.10.9, models/rl.py): written out, so neither an
+    # upgrade nor a switch between Unsloth and plain TRL changes the run silently.
+    vllm_importance_sampling_correction=False,
+    vllm_importance_sampling_mode="sequence_mask",
+    vllm_importance_sampling_clip_max=3.0,
     seed=3407,
 )
 
@@ -120,6 +129,10 @@ TINY: dict[str, Any] = dict(
     loss_type="dapo",
     temperature=1.0,
     scale_rewards="group",
+    # No vLLM in tiny mode (generate() samples with the weights being trained): the correction has nothing to correct.
+    vllm_importance_sampling_correction=False,
+    vllm_importance_sampling_mode="sequence_mask",
+    vllm_importance_sampling_clip_max=3.0,
     seed=3407,
 )
 
@@ -129,7 +142,8 @@ RECIPES: dict[str, dict[str, Any]] = {"seed": SEED, "tiny": TINY}
 GRPO_KEYS = (
     "learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim",
     "logging_steps", "gradient_accumulation_steps", "num_generations", "max_completion_length", "max_steps",
-    "save_steps", "save_total_limit", "max_grad_norm", "beta", "loss_type", "temperature", "scale_rewards", "seed",
+    "save_steps", "save_total_limit", "max_grad_norm", "beta", "loss_type", "temperature", "scale_rewards",
+    "vllm_importance_sampling_correction", "vllm_importance_sampling_mode", "vllm_importance_sampling_clip_max", "seed",
 )
 
 
@@ -181,6 +195,9 @@ class CourseConfig:
     loss_type: str
     temperature: float
     scale_rewards: str
+    vllm_importance_sampling_correction: bool  # weight the loss by p_trainer / p_vllm (only with vLLM generation)
+    vllm_importance_sampling_mode: str
+    vllm_importance_sampling_clip_max: float | None
     seed: int = 3407
 
     @property

@@ -152,6 +152,7 @@ EXPLAINED = {
     "optim": "optimizer (paged 8-bit AdamW saves GPU memory)",
     "reward_weights": "weights of the reward functions in the total reward (None: all 1.0)",
     "use_vllm": "generate with vLLM (much faster than generate() on a GPU)",
+    "vllm_importance_sampling_correction": "weight the loss by p_trainer / p_vLLM per completion (only with use_vllm)",
     "save_steps": "checkpoint every N steps (what resume=True continues from)",
     "save_total_limit": "how many checkpoints to keep (the oldest are deleted)",
 }
@@ -172,8 +173,9 @@ def explain_config(config, keys: Sequence[str] | None = None) -> str:
     for key in keys or EXPLAINED:
         ours, theirs = getattr(config, key), defaults.get(key, "-")
         rows.append((key, _short(ours), _short(theirs), EXPLAINED.get(key, "")))
-    line = f"{'-' * 28} {'-' * 14} {'-' * 18} {'-' * 12}"
-    out = [f"{a:<28} {b:<14} {c:<18} {d}" for a, b, c, d in rows]
+    width = max(28, *(len(r[0]) for r in rows))  # vllm_importance_sampling_correction is 35 characters
+    line = f"{'-' * width} {'-' * 14} {'-' * 18} {'-' * 12}"
+    out = [f"{a:<{width}} {b:<14} {c:<18} {d}" for a, b, c, d in rows]
     return "\n".join([out[0], line, *out[1:]])
 
 

