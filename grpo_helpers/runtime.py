@@ -195,6 +195,37 @@ def detect_facts() -> RuntimeFacts:
                         config.tiny_flag(), config.profile_override(), requires)
 
 
+RECORDED_IMAGES = Path(__file__).parent / "data_files" / "runtime_images.json"
+
+
+def recorded_images() -> dict[str, dict]:
+    """The package sets of Colab's and Kaggle's GPU images, recorded from their public sources at named commits
+    (``scripts/record_runtime_images.py``): ``{"colab-gpu": {...}, "kaggle-gpu": {...}}``."""
+    import json
+
+    return json.loads(RECORDED_IMAGES.read_text())
+
+
+def recorded_facts(image: str, **changes) -> RuntimeFacts:
+    """:class:`RuntimeFacts` of a recorded image with its T4 (``image``: ``"colab-gpu"`` or ``"kaggle-gpu"``).
+
+    Example:
+        >>> colab = recorded_facts("colab-gpu")
+        >>> colab.gpu_name, colab.torch_cuda, choose_profile(colab).profile.name
+        ('Tesla T4', 12, 'unsloth')
+    """
+    images = recorded_images()
+    if image not in images:
+        raise CourseError(f"No recorded image {image!r}.", fix=f"Use one of {', '.join(images)}.")
+    data = images[image]
+    packages = data["packages"]
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    installed = {name: packages[norm(name)] for name in watched_packages() if norm(name) in packages}
+    facts = RuntimeFacts(image.split("-")[0], data["gpu"], tuple(data["capability"]), data["driver"], data["python"],
+                         installed)
+    return dataclasses.replace(facts, **changes)
+
+
 # -------------------------------------------------------------------------------------------------- the profiles
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Record the package sets of Colab's and Kaggle's GPU images into tests/data/runtime_images.json.
+"""Record the package sets of Colab's and Kaggle's GPU images into grpo_helpers/data_files/runtime_images.json.
 
 Reads git checkouts of the two public sources, at the commits given:
 
@@ -21,7 +21,7 @@ import re
 import subprocess
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "runtime_images.json"
+OUT = Path(__file__).resolve().parents[1] / "grpo_helpers" / "data_files" / "runtime_images.json"
 DRIVER_COMMIT = "66982a15e8f58adbbb17cf4b656cb19f36f984b7"  # backend-info: "updates to versions: drivers: 580.82.07"
 
 

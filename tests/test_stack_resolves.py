@@ -1,6 +1,6 @@
 """Every GPU stack profile resolves on the recorded Colab and Kaggle GPU images, with the exact pip command the plan emits.
 
-For each runtime x profile: the runtime's facts come from tests/data/runtime_images.json (recorded from
+For each runtime x profile: the runtime's facts come from grpo_helpers/data_files/runtime_images.json (recorded from
 googlecolab/backend-info and Kaggle/docker-python at named commits by scripts/record_runtime_images.py), the plan is
 ``install.plan_install`` on them, and pip resolves the plan's own arguments with ``--dry-run --ignore-installed
 --report`` for the image's Python on manylinux x86_64, binaries only (metadata, no downloads of wheels), with the
@@ -38,7 +38,7 @@ from grpo_helpers.config import GPU_PINS, PINS
 from grpo_helpers.recipes import SEED
 from grpo_helpers.runtime import CUDA_DRIVER_FLOOR, PROFILES, RuntimeFacts, torch_cuda_major
 
-IMAGES = json.loads((Path(__file__).parent / "data" / "runtime_images.json").read_text())
+IMAGES = runtime.recorded_images()
 # Kaggle publishes no driver: the vLLM profile is refused there (test below); its pins are still resolved on
 # Kaggle's Python and packages as if the driver were the CUDA 13 floor, to show what a newer driver would get.
 ASSUMED_DRIVER = f"{CUDA_DRIVER_FLOOR[13]}.65.06"
@@ -65,11 +65,7 @@ def registry():
 
 
 def facts_for(image: str, profile: str) -> RuntimeFacts:
-    data = IMAGES[image]
-    packages = data["packages"]
-    installed = {name: packages[norm(name)] for name in runtime.watched_packages() if norm(name) in packages}
-    return RuntimeFacts(image.split("-")[0], data["gpu"], tuple(data["capability"]), data["driver"] or ASSUMED_DRIVER,
-                        data["python"], installed, tiny=False, profile=profile)
+    return runtime.recorded_facts(image, driver=IMAGES[image]["driver"] or ASSUMED_DRIVER, tiny=False, profile=profile)
 
 
 def resolve(image: str, profile: str, tmp: Path) -> dict:
