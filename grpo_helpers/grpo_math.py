@@ -10,6 +10,8 @@ The pieces, in the order one training step uses them:
    (:func:`clipped_tokens`: where the clip is active; only ever with more than one optimizer step per batch).
 5. :func:`k3_kl`: the per-token KL estimate to the reference model, ``exp(q) - q - 1`` with ``q = log ref - log pi``.
 6. :func:`aggregate`: how per-token losses become one number: ``grpo``, ``bnpo``, ``dr_grpo``, ``dapo``.
+7. :func:`vllm_importance_weights`: only when vLLM samples the group: TRL's weight pi_trainer / pi_vLLM per completion
+   (or per token), truncated or masked, that corrects for the two engines' slightly different log-probabilities.
 
 :func:`grpo_loss` puts them together; ``tests/test_grpo_math.py`` checks it equals TRL's ``GRPOTrainer`` loss.
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:  # torch is imported inside functions, so importing this modul
     import torch
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+IS_MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")  # GRPOConfig.vllm_importance_sampling_mode
 SCALE_REWARDS = ("group", "batch", "none")
 
 
@@ -266,10 +269,49 @@ def aggregate(per_token_loss: "torch.Tensor", mask: "torch.Tensor", loss_type: s
     raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
 
 
+def vllm_importance_weights(trainer_logps: "torch.Tensor", sampler_logps: "torch.Tensor", mask: "torch.Tensor",
+                            mode: str = "sequence_mask", clip_min: float | None = None,
+                            clip_max: float | None = 3.0) -> "torch.Tensor":
+    """TRL 1.14's importance weight for completions sampled by vLLM: rho = pi_trainer / pi_vLLM, then bounded.
+
+    With ``use_vllm=True`` and ``vllm_importance_sampling_correction=True`` (TRL's default; Unsloth's is False), the
+    trainer recomputes each token's log-probability (``trainer_logps``, its pi_old) and compares it with the one vLLM
+    reported while sampling (``sampler_logps``). ``sequence_*`` modes use one ratio per completion,
+    ``exp(sum_t (trainer - sampler))`` (shape (G, 1)); ``token_*`` modes one per token (G, T). ``*_truncate`` clips
+    rho to [clip_min, clip_max]; ``*_mask`` sets rho to 0 outside it (the completion or token is dropped). TRL
+    multiplies the per-token policy loss by rho, not the KL term (``GRPOTrainer._compute_loss``); this is the code
+    of ``GRPOTrainer._generate_and_score_completions``, which ``tests/test_grpo_math.py`` runs against this function.
+
+    Example:
+        >>> import torch
+        >>> trainer, sampler = torch.zeros(3, 2), torch.tensor([[0.0, 0.0], [-0.1, -0.1], [-1.0, -1.0]])
+        >>> vllm_importance_weights(trainer, sampler, torch.ones(3, 2)).flatten()  # exp(0), exp(0.2), exp(2) > 3
+        tensor([1.0000, 1.2214, 0.0000])
+        >>> vllm_importance_weights(trainer, sampler, torch.ones(3, 2), mode="sequence_truncate").flatten()
+        tensor([1.0000, 1.2214, 3.0000])
+    """
+    import math
+
+    import torch
+
+    if mode not in IS_MODES:
+        raise ValueError(f"mode must be one of {IS_MODES}, got {mode!r}")
+    diff = torch.nan_to_num((trainer_logps - sampler_logps) * mask, nan=0.0)  # a missing vLLM logprob: ratio 1
+    if mode.startswith("sequence"):
+        diff = diff.sum(dim=-1, keepdim=True)
+    ratio = torch.exp(diff)
+    if mode.endswith("truncate"):
+        return torch.clamp(ratio, min=clip_min, max=clip_max)
+    low = -math.inf if clip_min is None else clip_min
+    high = math.inf if clip_max is None else clip_max
+    return ratio.masked_fill((ratio < low) | (ratio > high), 0.0)
+
+
 def grpo_loss(logps: "torch.Tensor", old_logps: "torch.Tensor | None", ref_logps: "torch.Tensor | None",
               advantages: "torch.Tensor", mask: "torch.Tensor", loss_type: str = "grpo", beta: float = 0.0,
               epsilon_low: float = 0.2, epsilon_high: float = 0.2, max_completion_length: int | None = None,
-              num_items_in_batch: float | None = None, bias_correction_kl: bool = True) -> "torch.Tensor":
+              num_items_in_batch: float | None = None, bias_correction_kl: bool = True,
+              importance_weights: "torch.Tensor | None" = None) -> "torch.Tensor":
     """The whole GRPO loss: clipped surrogate + beta * k3 KL, aggregated by ``loss_type``.
 
     ``old_logps=None`` means one update per batch (pi_old = pi, detached). ``ref_logps`` is needed when beta > 0.
@@ -278,6 +320,8 @@ def grpo_loss(logps: "torch.Tensor", old_logps: "torch.Tensor | None", ref_logps
     watch ``reward_std``, ``frac_reward_zero_std`` and ``grad_norm`` instead (TRL issues #3452, #3857).
     ``bias_correction_kl`` multiplies the KL by the ratio pi / pi_old, as TRL >= 1.x does by default
     (``use_bias_correction_kl``, from DeepSeek-V3.2): the value is unchanged on-policy, the gradient is not.
+    ``importance_weights`` (:func:`vllm_importance_weights`, vLLM generation only) multiply the clipped surrogate
+    before the KL is added, as in TRL.
 
     Example:
         >>> import torch
@@ -287,6 +331,8 @@ def grpo_loss(logps: "torch.Tensor", old_logps: "torch.Tensor | None", ref_logps
     """
     old_logps = logps.detach() if old_logps is None else old_logps
     per_token_loss = clipped_surrogate(logps, old_logps, advantages, epsilon_low, epsilon_high)
+    if importance_weights is not None:
+        per_token_loss = per_token_loss * importance_weights
     if beta != 0.0:
         if ref_logps is None:
             raise ValueError("beta > 0 needs ref_logps (log-probs of the reference model)")

@@ -1,4 +1,5 @@
-"""The hand-made GRPO loss (grpo_helpers.grpo_math) equals TRL's GRPOTrainer loss on the same batch.
+"""The hand-made GRPO loss (grpo_helpers.grpo_math) equals TRL's GRPOTrainer loss on the same batch, and its vLLM
+importance weights are what TRL's own code computes.
 
 The batch is real: TRL's own ``_generate_and_score_completions`` samples it with the tiny random Llama.
 The policy is then nudged away from the reference model (so the k3 KL term is non-zero) and ``old_per_token_logps``
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from grpo_helpers import grpo_math
-from grpo_helpers.grpo_math import (LOSS_TYPES, aggregate, clipped_surrogate, clipped_tokens, completion_mask,
-                                    group_advantages, grpo_loss, k3_kl, per_token_logps, reward_metrics)
+from grpo_helpers.grpo_math import (IS_MODES, LOSS_TYPES, aggregate, clipped_surrogate, clipped_tokens, completion_mask,
+                                    group_advantages, grpo_loss, k3_kl, per_token_logps, reward_metrics,
+                                    vllm_importance_weights)
 
 NUM_GENERATIONS, MAX_COMPLETION = 4, 12
 TEMPERATURE = 0.9
@@ -178,3 +180,67 @@ def test_hand_loss_equals_trl_loss(trl_batch, loss_type, bias_correction_kl, on_
     assert abs(hand_loss.item() - trl_loss.item()) < 1e-5, (loss_type, hand_loss.item(), trl_loss.item())
     assert torch.allclose(hand_grad, trl_grad, atol=1e-5)
     assert trl_loss.item() != 0.0
+
+
+def trl_importance_sampling_block():
+    """The code TRL 1.14's ``_generate_and_score_completions`` runs on the vLLM path to weight completions, as source."""
+    import inspect
+    import textwrap
+
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    start = source.index("            if self.use_vllm and self.vllm_importance_sampling_correction:\n                mask =")
+    end = source.index("            # Compute the per-token log probabilities for the reference model", start)
+    return textwrap.dedent(source[start:end])
+
+
+@pytest.mark.parametrize("mode", IS_MODES)
+@pytest.mark.parametrize("clip_min, clip_max", [(None, 3.0), (0.5, 2.0), (None, 1.05)])
+def test_vllm_importance_weights_are_trls_code(mode, clip_min, clip_max):
+    import math
+    import types
+
+    torch.manual_seed(0)
+    trainer_logps = torch.randn(6, 9)
+    sampler_logps = trainer_logps + 0.15 * torch.randn(6, 9)
+    sampler_logps[0, 3] = float("nan")  # vLLM gave no logprob for this token: TRL treats its ratio as 1
+    mask = torch.ones(6, 9)
+    mask[1, 5:] = 0
+    stub = types.SimpleNamespace(use_vllm=True, vllm_importance_sampling_correction=True,
+                                 vllm_importance_sampling_mode=mode, vllm_importance_sampling_clip_min=clip_min,
+                                 vllm_importance_sampling_clip_max=clip_max)
+    scope = {"self": stub, "torch": torch, "math": math, "old_per_token_logps": trainer_logps,
+             "sampling_per_token_logps": sampler_logps, "completion_mask": mask, "tool_mask": None}
+    exec(trl_importance_sampling_block(), scope)
+    theirs = scope["vllm_importance_sampling_ratio"]
+    ours = vllm_importance_weights(trainer_logps, sampler_logps, mask, mode, clip_min, clip_max)
+    assert ours.shape == theirs.shape and torch.equal(ours, theirs), (mode, ours, theirs)
+    if mode.endswith("mask") and clip_max == 1.05:
+        assert (ours == 0).any() and (ours > 0).any()  # a tight band drops some completions (or tokens), not all
+    elif mode.endswith("truncate"):
+        assert ours.max() <= clip_max
+
+
+def test_hand_loss_with_vllm_weights_equals_trl_loss(trl_batch):
+    trainer, inputs = trl_batch
+    mask = inputs["completion_mask"]
+    torch.manual_seed(1)
+    sampler = inputs["old_per_token_logps"] + 0.05 * torch.randn(mask.shape)  # as if vLLM had sampled the batch
+    weights = vllm_importance_weights(inputs["old_per_token_logps"], sampler, mask, "sequence_mask", None, 1.3)
+    assert (weights == 0).any() and (weights != 0).any(), weights.flatten()
+    trainer.loss_type, trainer.args.use_bias_correction_kl = "dapo", True
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True
+    trainer.model.eval()
+    try:
+        trl_loss = trainer._compute_loss(trainer.model, {**inputs, "importance_sampling_ratio": weights})
+    finally:
+        trainer.use_vllm = False
+    logps = per_token_logps(trainer.model, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"], mask,
+                            TEMPERATURE)
+    hand = grpo_loss(logps, inputs["old_per_token_logps"], inputs["ref_per_token_logps"], inputs["advantages"], mask,
+                     "dapo", trainer.beta, 0.2, 0.28, MAX_COMPLETION, inputs["num_items_in_batch"],
+                     importance_weights=weights)
+    unweighted = grpo_loss(logps, inputs["old_per_token_logps"], inputs["ref_per_token_logps"], inputs["advantages"],
+                           mask, "dapo", trainer.beta, 0.2, 0.28, MAX_COMPLETION, inputs["num_items_in_batch"])
+    assert abs(hand.item() - trl_loss.item()) < 1e-5 and abs(hand.item() - unweighted.item()) > 1e-4
