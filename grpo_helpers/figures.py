@@ -218,9 +218,11 @@ def vram_figure(params_b: dict[str, float] | None = None, gpu_gb: float = 15.0, 
     Bars are ``grpo_helpers.memory`` estimates (within 15% of every peak measured in ``benchmarks/RESULTS.md``) of
     what a GPU must have, on the Unsloth path, with LoRA r=32, ``num_generations`` completions of
     ``max_completion_length`` tokens after a 256-token prompt. Dots mark Unsloth's rule of thumb for QLoRA, 1 GB per
-    billion parameters. 16-bit weights take 4x the bytes of 4-bit ones, but weights are only part of a step, so
-    16-bit LoRA comes out at about 1.3-2.2x the QLoRA total, not 4x. ``params_b`` maps model names to billions of
-    parameters (default: the course's GPU presets).
+    billion parameters. 16-bit weights take 4x the bytes of 4-bit ones, but weights are only part of a step: the
+    label over each pair is 16-bit / QLoRA (what the GPU must have) for that model and this group, estimated. It grows with the model, as the
+    weights' share grows. Measured (``benchmarks/RESULTS.md``, H100, Unsloth path, 8 x 256 tokens) it was 1.5x for
+    Qwen2.5-0.5B and 2.0x for Qwen2.5-1.5B; a 16-bit 8B step was never measured (``memory.sixteen_bit_vs_qlora``).
+    ``params_b`` maps model names to billions of parameters (default: the course's GPU presets).
 
     Example:
         >>> vram_figure({"tiny": 0.1}).axes[0].get_ylabel()
@@ -248,11 +250,14 @@ def vram_figure(params_b: dict[str, float] | None = None, gpu_gb: float = 15.0, 
     x = np.arange(len(names))
     ax.bar(x - 0.2, qlora, width=0.4, color=POSITIVE, label="QLoRA 4-bit")
     ax.bar(x + 0.2, lora16, width=0.4, color=NEUTRAL, label="LoRA 16-bit")
+    for i, (four, sixteen) in enumerate(zip(qlora, lora16)):
+        ax.annotate(f"{sixteen / four:.1f}x", (x[i] + 0.2, sixteen), ha="center", va="bottom", fontsize=7)
     ax.plot(x - 0.2, [params_b[n] for n in names], "k.", label="rule of thumb: 1 GB per billion (QLoRA)")
     ax.axhline(gpu_gb, color=NEGATIVE, linestyle="--", label=f"Colab T4: {gpu_gb:g} GB")
     ax.set_xticks(x, names, rotation=25, ha="right", fontsize=8)
     ax.set(ylabel="GPU memory needed (GB, estimate)",
-           title=f"Will it fit? GRPO, {num_generations} completions x {max_completion_length} tokens, LoRA r=32")
+           title=f"Will it fit? {num_generations} x {max_completion_length}-token completions, LoRA r=32; "
+                 "labels: 16-bit / QLoRA")
     ax.legend(fontsize=8)
     return fig
 

@@ -160,10 +160,11 @@ def estimate_vram(params_b: float, load_in_4bit: bool, lora_rank: int, num_gener
 # ------------------------------------------------------------------------------------------------------ presets
 
 def preset_estimate(preset: str, backend: str = "unsloth", *, num_generations: int = 6, max_completion_length: int = 768,
-                    max_prompt_length: int = 256) -> VramEstimate:
+                    max_prompt_length: int = 256, load_in_4bit: bool | None = None) -> VramEstimate:
     """:func:`estimate_vram` for a model preset of ``grpo_helpers.models.PRESETS`` (its size, 4-bit choice, rank).
 
     Defaults are the seed recipe's: 6 generations x 768 completion tokens after a 256-token prompt.
+    ``load_in_4bit`` overrides the preset's choice (None: the preset's).
 
     Example:
         >>> preset_estimate("llama-3.1-8b-instruct").weights_gb > 5
@@ -172,9 +173,28 @@ def preset_estimate(preset: str, backend: str = "unsloth", *, num_generations: i
     from grpo_helpers.models import GPU_SHAPES, get_preset
 
     p = get_preset(preset)
-    return estimate_vram(p.params_b, p.load_in_4bit, p.lora_rank, num_generations,
+    four_bit = p.load_in_4bit if load_in_4bit is None else load_in_4bit
+    return estimate_vram(p.params_b, four_bit, p.lora_rank, num_generations,
                          max_prompt_length + max_completion_length, backend,
                          max_completion_length=max_completion_length, shape=preset if preset in GPU_SHAPES else None)
+
+
+def sixteen_bit_vs_qlora(preset: str, backend: str = "unsloth", **kwargs) -> dict[str, float]:
+    """The same GRPO step with QLoRA (4-bit base weights) and with 16-bit LoRA: estimated peaks and their ratio.
+
+    The ratio grows with the model, because the weights' share of a step grows: measured on an H100
+    (``benchmarks/RESULTS.md``, Unsloth path, 8 completions x 256 tokens) it was 1.5x for Qwen2.5-0.5B and 2.0x for
+    Qwen2.5-1.5B; a 16-bit 8B step was never measured. ``kwargs`` go to :func:`preset_estimate` (the seed's group of
+    6 x 768 tokens by default).
+
+    Example:
+        >>> r = sixteen_bit_vs_qlora("llama-3.1-8b-instruct")
+        >>> round(r["qlora_gb"], 1), round(r["lora16_gb"], 1), round(r["ratio"], 1)
+        (7.6, 17.2, 2.3)
+    """
+    qlora = preset_estimate(preset, backend, load_in_4bit=True, **kwargs).total_gb
+    lora16 = preset_estimate(preset, backend, load_in_4bit=False, **kwargs).total_gb
+    return {"qlora_gb": qlora, "lora16_gb": lora16, "ratio": lora16 / qlora}
 
 
 def needed_gb(estimate: VramEstimate) -> float:
@@ -182,11 +202,37 @@ def needed_gb(estimate: VramEstimate) -> float:
     return estimate.total_gb * SLACK + CUDA_CONTEXT_GB
 
 
-def fits_gpu(preset: str, gpu_gb: float = T4_GB, backend: str = "unsloth", **kwargs) -> bool:
+def _utilization(preset: str, gpu_memory_utilization: float | None) -> float:
+    from grpo_helpers.models import get_preset
+
+    util = get_preset(preset).gpu_memory_utilization if gpu_memory_utilization is None else gpu_memory_utilization
+    if not 0 < util < 1:
+        raise CourseError(f"gpu_memory_utilization={util} is not a share of the GPU.",
+                          fix="Pass a number between 0 and 1, e.g. cfg.gpu_memory_utilization (0.6 in the seed).")
+    return util
+
+
+def vllm_split(estimate: VramEstimate, gpu_gb: float, gpu_memory_utilization: float) -> dict[str, float]:
+    """How a GPU is shared on ``unsloth-vllm``: vLLM reserves ``gpu_memory_utilization`` of it up front for the
+    weights and its KV cache; LoRA, optimizer and activations must fit in the rest, with the CUDA context.
+
+    Example:
+        >>> split = vllm_split(preset_estimate("llama-3.1-8b-instruct", "unsloth-vllm"), 15.0, 0.6)
+        >>> split["vllm_gb"], split["training_gb"]
+        (9.0, 6.0)
+    """
+    return {"vllm_gb": gpu_memory_utilization * gpu_gb, "vllm_needs_gb": estimate.weights_gb + estimate.generation_gb,
+            "training_gb": (1 - gpu_memory_utilization) * gpu_gb,
+            "training_needs_gb": (estimate.lora_optimizer_gb + estimate.activations_gb) * SLACK + CUDA_CONTEXT_GB}
+
+
+def fits_gpu(preset: str, gpu_gb: float = T4_GB, backend: str = "unsloth", *,
+             gpu_memory_utilization: float | None = None, **kwargs) -> bool:
     """Whether ``preset`` trains on a GPU with ``gpu_gb`` GB (default: a free Colab T4, 15 GB).
 
-    With ``unsloth-vllm``, vLLM takes ``gpu_memory_utilization`` of the GPU for weights + KV cache, and training must
-    fit in the rest. ``kwargs`` go to :func:`preset_estimate` (num_generations, max_completion_length, ...).
+    With ``unsloth-vllm``, vLLM takes ``gpu_memory_utilization`` of the GPU (default: the preset's, which is the
+    recipe's for the seed's model) for weights + KV cache, and training must fit in the rest (:func:`vllm_split`).
+    ``kwargs`` go to :func:`preset_estimate` (num_generations, max_completion_length, ...).
 
     Example:
         >>> fits_gpu("qwen2.5-0.5b-instruct", 15)
@@ -194,14 +240,10 @@ def fits_gpu(preset: str, gpu_gb: float = T4_GB, backend: str = "unsloth", **kwa
         >>> fits_gpu("llama-3.1-8b-instruct", 8)
         False
     """
-    from grpo_helpers.models import get_preset
-
     est = preset_estimate(preset, backend, **kwargs)
     if backend == "unsloth-vllm":
-        util = get_preset(preset).gpu_memory_utilization
-        vllm_part = est.weights_gb + est.generation_gb
-        rest = est.lora_optimizer_gb + est.activations_gb
-        return vllm_part <= util * gpu_gb and rest * SLACK + CUDA_CONTEXT_GB <= (1 - util) * gpu_gb
+        split = vllm_split(est, gpu_gb, _utilization(preset, gpu_memory_utilization))
+        return split["vllm_needs_gb"] <= split["vllm_gb"] and split["training_needs_gb"] <= split["training_gb"]
     return needed_gb(est) <= gpu_gb
 
 
@@ -220,21 +262,37 @@ def suggest_preset(gpu_gb: float = T4_GB, backend: str = "unsloth", **kwargs) ->
     return next((p.name for p in gpu_presets if fits_gpu(p.name, gpu_gb, backend, **kwargs)), None)
 
 
-def fit_report(preset: str, gpu_gb: float | None = None, backend: str = "unsloth", **kwargs) -> str:
+def fit_report(preset: str, gpu_gb: float | None = None, backend: str = "unsloth", *,
+               gpu_memory_utilization: float | None = None, **kwargs) -> str:
     """A few lines for notebooks 00/03: the estimate for ``preset``, whether it fits, and what to pick if not.
 
-    ``gpu_gb`` defaults to this machine's GPU (a T4's 15 GB when there is none, to plan for Colab).
+    ``gpu_gb`` defaults to this machine's GPU (a T4's 15 GB when there is none, to plan for Colab). On
+    ``unsloth-vllm`` the report splits the GPU as vLLM does: ``gpu_memory_utilization`` of it (default: the preset's;
+    pass ``cfg.gpu_memory_utilization``) for vLLM, the rest for training.
 
     Example:
         >>> "fits" in fit_report("qwen2.5-0.5b-instruct", 15)
         True
+        >>> print(fit_report("llama-3.1-8b-instruct", 15, "unsloth-vllm", gpu_memory_utilization=0.6).splitlines()[1])
+        vLLM reserves gpu_memory_utilization=0.6 of 15.0 GB = 9.0 GB for the weights and its KV cache; they need ~7.2 GB
     """
     gpu_gb = gpu_gb if gpu_gb is not None else (gpu_memory_gb() or T4_GB)
     est = preset_estimate(preset, backend, **kwargs)
-    lines = [f"{preset} on {backend}: {est.summary()}",
-             f"needs ~{needed_gb(est):.1f} GB with CUDA context and allocator slack; this GPU: {gpu_gb:.1f} GB"]
-    if fits_gpu(preset, gpu_gb, backend, **kwargs):
+    lines = [f"{preset} on {backend}: {est.summary()}"]
+    util = _utilization(preset, gpu_memory_utilization) if backend == "unsloth-vllm" else None
+    if util is not None:
+        split = vllm_split(est, gpu_gb, util)
+        lines += [f"vLLM reserves gpu_memory_utilization={util:g} of {gpu_gb:.1f} GB = {split['vllm_gb']:.1f} GB for the "
+                  f"weights and its KV cache; they need ~{split['vllm_needs_gb']:.1f} GB",
+                  f"training gets the other {split['training_gb']:.1f} GB and needs ~{split['training_needs_gb']:.1f} GB "
+                  "(LoRA, optimizer, activations, CUDA context, allocator slack)"]
+    else:
+        lines.append(f"needs ~{needed_gb(est):.1f} GB with CUDA context and allocator slack; this GPU: {gpu_gb:.1f} GB")
+    if fits_gpu(preset, gpu_gb, backend, gpu_memory_utilization=gpu_memory_utilization, **kwargs):
         lines.append("-> fits.")
+    elif util is not None and split["vllm_needs_gb"] + split["training_needs_gb"] <= gpu_gb:
+        low, high = split["vllm_needs_gb"] / gpu_gb, 1 - split["training_needs_gb"] / gpu_gb
+        lines.append(f"-> does NOT fit with this split; gpu_memory_utilization between {low:.2f} and {high:.2f} would.")
     else:
         better = suggest_preset(gpu_gb, backend, **kwargs)
         lines.append(f"-> does NOT fit. Try {better!r}, fewer generations or shorter completions." if better else

@@ -39,6 +39,7 @@ def test_vram_bars_are_the_memory_estimates_and_16_bit_is_not_four_times():
     qlora, lora16 = (p.get_height() for p in fig.axes[0].patches)
     assert qlora == pytest.approx(needed_gb(preset_estimate("llama-3.1-8b-instruct")), rel=0.01)
     assert qlora < 15 < lora16 < 4 * qlora  # the seed's 8B fits a T4 only in 4-bit
+    assert [t.get_text() for t in fig.axes[0].texts] == [f"{lora16 / qlora:.1f}x"]  # the ratio, labelled
 
 
 def test_ratio_figure_marks_exactly_the_clipped_tokens():

@@ -108,3 +108,45 @@ def test_per_gpu_estimate_follows_each_strategy():
     assert table.count("\n") == 5 and f"| {preset} | 8 | 8 | {ddp[-1]:.1f} | {zero2[-1]:.1f} | {zero3[-1]:.1f} |" in table
     with pytest.raises(CourseError, match="Unknown strategy"):
         per_gpu_estimate(preset, 2, "fsdp")
+
+
+def test_fit_report_splits_the_gpu_at_vllms_share():
+    """vLLM reserves gpu_memory_utilization of the GPU; training gets the rest (issue 19: 00 ignored the share)."""
+    from grpo_helpers.memory import vllm_split
+
+    at_06 = fit_report("llama-3.1-8b-instruct", T4_GB, "unsloth-vllm", gpu_memory_utilization=0.6)
+    at_09 = fit_report("llama-3.1-8b-instruct", T4_GB, "unsloth-vllm", gpu_memory_utilization=0.9)
+    assert "= 9.0 GB for the weights" in at_06 and "training gets the other 6.0 GB" in at_06 and at_06.endswith("-> fits.")
+    assert "training gets the other 1.5 GB" in at_09 and "does NOT fit with this split" in at_09
+    assert not fits_gpu("llama-3.1-8b-instruct", T4_GB, "unsloth-vllm", gpu_memory_utilization=0.9)
+    split = vllm_split(preset_estimate("llama-3.1-8b-instruct", "unsloth-vllm"), T4_GB, 0.6)
+    assert split["vllm_gb"] + split["training_gb"] == pytest.approx(T4_GB)
+    with pytest.raises(CourseError, match="share of the GPU"):
+        fits_gpu("llama-3.1-8b-instruct", T4_GB, "unsloth-vllm", gpu_memory_utilization=60)
+
+
+def measured_16bit_over_qlora() -> dict[str, float]:
+    """Measured peak of 16-bit LoRA / QLoRA on the Unsloth path, per shape (benchmarks/gpu_results.json)."""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent))
+    from gpu_unsloth_vs_trl import net_peak
+
+    rows = {(r["shape"], r["four_bit"]): net_peak(r) for r in _measured_rows()
+            if r["group"] == "main" and r["backend"] == "unsloth"}
+    return {shape: rows[(shape, False)] / rows[(shape, True)] for shape in ("0.5B", "1.5B")}
+
+
+def test_the_16bit_over_qlora_ratio_is_stated_for_the_shapes_it_was_measured_on():
+    from grpo_helpers import memory
+    from grpo_helpers.memory import sixteen_bit_vs_qlora
+
+    measured = measured_16bit_over_qlora()
+    assert {k: round(v, 1) for k, v in measured.items()} == {"0.5B": 1.5, "1.5B": 2.0}
+    assert "1.5x for Qwen2.5-0.5B and 2.0x for\n    Qwen2.5-1.5B" in memory.sixteen_bit_vs_qlora.__doc__
+    for preset, shape in (("qwen2.5-0.5b-instruct", "0.5B"), ("qwen2.5-1.5b-instruct", "1.5B")):
+        estimated = sixteen_bit_vs_qlora(preset, num_generations=8, max_completion_length=256)["ratio"]
+        assert abs(estimated / measured[shape] - 1) < 0.1, (preset, estimated, measured[shape])
+    seed = sixteen_bit_vs_qlora("llama-3.1-8b-instruct")  # the seed's own group: 6 x 768 tokens
+    assert seed["ratio"] > max(measured.values()) and needed_gb(preset_estimate(
+        "llama-3.1-8b-instruct", load_in_4bit=False)) > T4_GB > needed_gb(preset_estimate("llama-3.1-8b-instruct"))
