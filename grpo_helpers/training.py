@@ -544,14 +544,18 @@ def course_callbacks(config, tokenizer=None, show_completions_every: int | None 
       ``config`` (the ``GRPOConfig``); in a notebook also one live figure (``live_plot``);
     * the best and worst completion of a group every ``show_completions_every`` steps (None: never);
     * ``progress=True``: also a compact progress bar with reward and length (for scripts; build_trainer uses it in
-      place of the Trainer's own bar outside notebooks).
+      place of the Trainer's own bar outside notebooks);
+    * the GRPO doctor, live (:func:`grpo_helpers.doctor.live_callback`): prints a warning as soon as the run shows a
+      known problem (e.g. 5 steps of ``completions/clipped_ratio`` > 0.5) and saves each step's completions.
 
     Example:
         >>> callbacks = course_callbacks(grpo_config("tiny", run_name="doc"), show_completions_every=5)
         >>> [type(c).__name__ for c in callbacks]
-        ['MetricsCallback', 'ShowCompletions']
+        ['MetricsCallback', 'LiveDoctor', 'ShowCompletions']
     """
-    callbacks = [_metrics_callback_class()(run_folder(config), live=live_plot)]
+    from grpo_helpers.doctor import live_callback
+
+    callbacks = [_metrics_callback_class()(run_folder(config), live=live_plot), live_callback()]
     if show_completions_every:
         callbacks.append(_completions_callback_class()(show_completions_every, tokenizer))
     if progress:
@@ -633,7 +637,10 @@ def _unsloth_trainer(model, tokenizer, dataset, funcs, config):
 def _install_callbacks(trainer, config, live_plot, callbacks) -> None:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from grpo_helpers.doctor import live_callback
+
     trainer.add_callback(_metrics_callback_class()(run_folder(config), live=live_plot))
+    trainer.add_callback(live_callback())  # the doctor warns early (e.g. 5 steps of clipped_ratio > 0.5)
     if not _in_notebook():  # notebooks keep the Trainer's HTML table; scripts get one compact bar
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
