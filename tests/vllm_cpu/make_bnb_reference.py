@@ -85,6 +85,14 @@ def load_bnb_4bit(dtype_name: str):
                                                 quantization_config=config).eval()
 
 
+def cpu_model() -> str:
+    """The CPU's name (bfloat16/float16 kernels differ between CPU generations; the reference says where it ran)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return names[0] if names else platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from grpo_helpers import training
@@ -103,7 +111,7 @@ def main() -> None:
     reference = {
         "command": "flock /tmp/cpu.lock .venv-vllm/bin/python tests/vllm_cpu/make_bnb_reference.py",
         "versions": installed_versions(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
         "adapter_sha256": adapter_sha256(),
         "max_new_tokens": MAX_NEW_TOKENS,
         "prompts": texts,
