@@ -551,15 +551,16 @@ def course_callbacks(config, tokenizer=None, show_completions_every: int | None 
     Example:
         >>> callbacks = course_callbacks(grpo_config("tiny", run_name="doc"), show_completions_every=5)
         >>> [type(c).__name__ for c in callbacks]
-        ['MetricsCallback', 'LiveDoctor', 'ShowCompletions']
+        ['MetricsCallback', 'ShowCompletions', 'LiveDoctor']
     """
     from grpo_helpers.doctor import live_callback
 
-    callbacks = [_metrics_callback_class()(run_folder(config), live=live_plot), live_callback()]
+    callbacks = [_metrics_callback_class()(run_folder(config), live=live_plot)]
     if show_completions_every:
         callbacks.append(_completions_callback_class()(show_completions_every, tokenizer))
     if progress:
         callbacks.append(_compact_progress_class()())
+    callbacks.append(live_callback())  # last, so the list's first entries stay where callers index them
     return callbacks
 
 
