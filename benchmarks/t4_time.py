@@ -7,20 +7,12 @@ GRPO settings (``grpo_config("seed")``: beta 0.04, so a reference forward pass).
 profiling timer around ``transformers.generate`` splits each step into generation and the rest (loss, backward,
 optimizer, reference pass).
 
-    python benchmarks/t4_time.py --measure --out DIR                 # GPU machine: writes DIR/t4_time.json
-    python benchmarks/t4_time.py --report benchmarks/t4_time.json    # anywhere: the T4 estimate table (markdown)
+    python benchmarks/t4_time.py --measure --out DIR     # GPU machine: writes DIR/t4_time.json
+    python benchmarks/t4_time.py --report grpo_helpers/data_files/t4_time.json   # anywhere: the table (markdown)
 
-The T4 estimate, per step (every constant is written here, and the notebooks print this table, not typed numbers):
-
-* generation: per new token, a T4 needs at least the time to read what the step reads from memory, and at least
-  what the lent GPU took (Python and kernel-launch overhead do not shrink on a slower card):
-  ``L x max(t_token_measured, bytes_per_token / (T4_BANDWIDTH x BANDWIDTH_EFFICIENCY))``. bitsandbytes' 4-bit
-  matmul dequantizes each weight to float16 for a batch of several sequences, so a 4-bit weight costs
-  ``0.5 + 2 + 2`` bytes per token (read packed, write and read the float16 copy), a 16-bit weight 2 bytes.
-* the rest: scaled by the ratio of the two cards' float16 tensor-core peaks (no better use of either assumed).
-
-Both are estimates, not T4 measurements; the table says so. Unsloth's own notebooks, executed on free Colab T4s
-with vLLM, give measured anchors (``ANCHORS``: 250 steps of Llama-3.1-8B, 6 x 768 tokens, in 3 h 47 min 51 s).
+The shipped measurement is grpo_helpers/data_files/t4_time.json; grpo_helpers.timing turns it into T4 estimates
+(the formula is written out there) and notebooks 06 and 08 print that table, labelled estimates, beside the T4
+runs Unsloth's own notebooks measured (timing.ANCHORS).
 """
 
 from __future__ import annotations
@@ -36,11 +28,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-T4_BANDWIDTH = 320e9  # bytes/s, NVIDIA T4 datasheet (GDDR6)
-T4_FP16_TFLOPS = 65.0  # NVIDIA T4 datasheet, FP16 tensor core (mixed precision)
-BANDWIDTH_EFFICIENCY = 0.7  # share of the datasheet bandwidth a large memory-bound kernel reaches
-# Datasheet numbers of the cards the lent GPU can be (dense, without sparsity).
-CARDS = {"H100": dict(bandwidth=3.35e12, fp16_tflops=989.0), "H200": dict(bandwidth=4.8e12, fp16_tflops=989.0)}
 STEPS = 3
 ROWS = [  # preset shape, 4-bit, generations, completion tokens
     dict(preset="llama-3.1-8b-instruct", four_bit=True, generations=6, completion=768, label="seed recipe"),
@@ -48,21 +35,6 @@ ROWS = [  # preset shape, 4-bit, generations, completion tokens
     dict(preset="qwen2.5-1.5b-instruct", four_bit=True, generations=6, completion=384, label="T4 preset candidate"),
     dict(preset="llama-3.2-1b-instruct", four_bit=False, generations=6, completion=384, label="T4 preset candidate"),
 ]
-# Measured on free Colab T4s by Unsloth (outputs stored in unslothai/notebooks, commit bdda2efc, nb/*.ipynb):
-# steps, wall time of trainer.train() as its progress bar printed it, and the run's settings.
-ANCHORS = [
-    dict(notebook="Llama3.1_(8B)-GRPO.ipynb", model="Llama-3.1-8B-Instruct 4-bit", vllm=True, generations=6,
-         completion=768, steps=250, wall="3:47:51"),
-    dict(notebook="Qwen2.5_(3B)-GRPO.ipynb", model="Qwen2.5-3B-Instruct 4-bit", vllm=True, generations=8,
-         completion=200, steps=250, wall="1:40:29"),
-    dict(notebook="Gemma3_(1B)-GRPO.ipynb", model="Gemma-3-1B-it 16-bit", vllm=False, generations=4,
-         completion=768, steps=14, wall="13:12"),
-]
-
-
-def seconds(wall: str) -> int:
-    parts = [int(p) for p in wall.split(":")]
-    return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
 
 
 # --------------------------------------------------------------------------------------------- on the GPU machine
@@ -162,56 +134,29 @@ def measure(out: Path, rows: list[dict]) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- report
 
-def card(device: str) -> dict:
-    return next(v for k, v in CARDS.items() if k in device)
+def report(data: dict) -> str:
+    """The measured rows of ``data`` and their T4 estimates (grpo_helpers.timing), then Unsloth's T4 anchors."""
+    from grpo_helpers import timing
 
-
-def bytes_per_token(params: float, four_bit: bool) -> float:
-    """Memory one decoding step reads (and, for 4-bit, writes) per weight, in bytes."""
-    return params * ((0.5 + 2 + 2) if four_bit else 2)
-
-
-def estimate(row: dict, device: str) -> dict:
-    """T4 seconds per step for a measured row (see the module docstring for the formula)."""
-    from grpo_helpers.models import PRESETS
-
-    gpu = card(device)
-    steps = row["steps_s"][1:] or row["steps_s"]  # the first step compiles
-    gens = row["generate_s"][1:] or row["generate_s"]
-    step, gen = statistics.median(steps), statistics.median(gens)
-    rest = max(step - gen, 0.0)
-    params = PRESETS[row["preset"]].params_b * 1e9
-    per_token = gen / row["completion"]
-    t4_token = max(per_token, bytes_per_token(params, row["four_bit"]) / (T4_BANDWIDTH * BANDWIDTH_EFFICIENCY))
-    t4_gen = row["completion"] * t4_token
-    t4_rest = rest * gpu["fp16_tflops"] / T4_FP16_TFLOPS
-    return dict(measured_step_s=step, measured_generate_s=gen, measured_rest_s=rest, t4_token_s=t4_token,
-                t4_generate_s=t4_gen, t4_rest_s=t4_rest, t4_step_s=t4_gen + t4_rest)
-
-
-def report(data: dict, steps: int = 250) -> str:
-    lines = [f"Measured on {data['device']} ({data['date']}, torch {data['torch']}, unsloth {data['unsloth']}), "
-             f"float16 + fp16 training as on a T4, no vLLM, every completion full length. T4 figures are estimates "
-             f"(benchmarks/t4_time.py: generation max(measured per-token time, bytes / ({T4_BANDWIDTH / 1e9:.0f} GB/s x "
-             f"{BANDWIDTH_EFFICIENCY})), the rest x {card(data['device'])['fp16_tflops']:.0f}/{T4_FP16_TFLOPS:.0f} "
-             "TFLOP/s).", "",
-             f"| model | weights | G x L | lent GPU s/step (generate + rest) | T4 s/step (estimate) | "
-             f"T4, {steps} steps (estimate) |", "|---|---|---|---|---|---|"]
+    lines = [f"Measured on {data['device']} ({data['date']}, torch {data['torch']}, unsloth {data['unsloth']}), float16 "
+             "+ fp16 training as on a T4, no vLLM, every completion full length; T4 figures are estimates "
+             "(grpo_helpers.timing).", "", "| model | weights | G x L | lent GPU s/step (generate + rest) | "
+             "T4 s/step (estimate) |", "|---|---|---|---|---|"]
     for row in data["rows"]:
+        weights = "4-bit" if row["four_bit"] else "16-bit"
         if not row.get("ok"):
-            lines.append(f"| {row['preset']} | {'4-bit' if row['four_bit'] else '16-bit'} | "
-                         f"{row['generations']} x {row['completion']} | failed: {row.get('error', '?')[:60]} | | |")
+            lines.append(f"| {row['preset']} | {weights} | {row['generations']} x {row['completion']} | failed | |")
             continue
-        e = estimate(row, data["device"])
-        hours = e["t4_step_s"] * steps / 3600
-        lines.append(f"| {row['preset']} | {'4-bit' if row['four_bit'] else '16-bit'} | {row['generations']} x "
-                     f"{row['completion']} | {e['measured_step_s']:.1f} ({e['measured_generate_s']:.1f} + "
-                     f"{e['measured_rest_s']:.1f}) | {e['t4_step_s']:.0f} | {hours:.1f} h |")
-    lines += ["", "Measured on free Colab T4s by Unsloth's own notebooks (unslothai/notebooks, commit bdda2efc):", "",
-              "| notebook | model | vLLM | G x L | steps | wall time | s/step |", "|---|---|---|---|---|---|---|"]
-    for a in ANCHORS:
-        lines.append(f"| {a['notebook']} | {a['model']} | {'yes' if a['vllm'] else 'no'} | {a['generations']} x "
-                     f"{a['completion']} | {a['steps']} | {a['wall']} | {seconds(a['wall']) / a['steps']:.1f} |")
+        e = timing.t4_estimate(row["preset"], four_bit=row["four_bit"], generations=row["generations"],
+                               completion=row["completion"])
+        lines.append(f"| {row['preset']} | {weights} | {row['generations']} x {row['completion']} | "
+                     f"{e['measured_step_s']:.1f} ({e['measured_generate_s']:.1f} + {e['measured_rest_s']:.1f}) | "
+                     f"{e['t4_step_s']:.0f} |")
+    lines += ["", "| Unsloth notebook run on a free Colab T4 | model | vLLM | G x L | steps | wall | s/step |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {a['notebook']} | {a['model']} | {'yes' if a['vllm'] else 'no'} | {a['generations']} x "
+              f"{a['completion']} | {a['steps']} | {a['wall']} | {timing.wall_seconds(a['wall']) / a['steps']:.1f} |"
+              for a in timing.ANCHORS]
     return "\n".join(lines)
 
 

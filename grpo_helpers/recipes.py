@@ -136,7 +136,21 @@ TINY: dict[str, Any] = dict(
     seed=3407,
 )
 
-RECIPES: dict[str, dict[str, Any]] = {"seed": SEED, "tiny": TINY}
+# One free T4 session: the seed's recipe on a 1.5B model with shorter completions. Without vLLM (a T4's default
+# profile) the seed's 8B x 6 x 768 tokens does not fit Colab's 12-hour ceiling for a free notebook; this recipe does
+# with room to spare (grpo_helpers.timing.times_table: measured on the lent GPU, scaled to a T4, labelled estimates).
+# 1.5B is the size from which TinyZero saw models learn to search rather than guess (notebook 00); 384 tokens leave
+# room for a GSM8K solution (the doctor flags truncated completions if not). 4-bit, as in the seed.
+T4_SESSION: dict[str, Any] = dict(
+    SEED,
+    model_preset="qwen2.5-1.5b-instruct",
+    model_name="unsloth/Qwen2.5-1.5B-Instruct",
+    max_seq_length=256 + 384,
+    max_completion_length=384,
+    gpu_memory_utilization=0.5,
+)
+
+RECIPES: dict[str, dict[str, Any]] = {"seed": SEED, "t4-session": T4_SESSION, "tiny": TINY}
 
 # Recipe keys that are GRPOConfig settings under the same name (the rest configure the model, LoRA and data).
 GRPO_KEYS = (
@@ -225,10 +239,12 @@ def _model_name(preset: str) -> str:
         raise
 
 
-def course_config(tiny: bool | None = None, backend: str | None = None, **overrides) -> CourseConfig:
+def course_config(tiny: bool | None = None, backend: str | None = None, *, recipe: str = "seed",
+                  **overrides) -> CourseConfig:
     """The settings for this machine, tiny or full, with optional overrides.
 
-    Values come from :data:`TINY` or :data:`SEED`; then the ``GRPO_COURSE_MODEL`` / ``GRPO_COURSE_DTYPE`` /
+    Values come from :data:`TINY` in tiny mode, else from ``recipe``: ``"seed"`` (:data:`SEED`, the default) or
+    ``"t4-session"`` (:data:`T4_SESSION`, one free T4 session); then the ``GRPO_COURSE_MODEL`` / ``GRPO_COURSE_DTYPE`` /
     ``GRPO_COURSE_STEPS`` environment overrides; then ``overrides``. ``fast_inference`` is switched off unless the
     backend is ``unsloth-vllm`` (the stack profile with vLLM), and the seed's ``paged_adamw_8bit`` becomes
     ``adamw_torch`` without CUDA.
@@ -245,7 +261,10 @@ def course_config(tiny: bool | None = None, backend: str | None = None, **overri
     if unknown:
         raise CourseError(f"course_config() got unknown settings {sorted(unknown)}.",
                           fix=f"Use fields of CourseConfig: {sorted(fields)}.")
-    values = dict(TINY if tiny else SEED)
+    if recipe not in RECIPES or recipe == "tiny":
+        raise CourseError(f"No full recipe {recipe!r}.", fix="Use recipe='seed' or recipe='t4-session' "
+                          "(tiny mode is GRPO_COURSE_TINY=1).")
+    values = dict(TINY if tiny else RECIPES[recipe])
     env = dict(model_name=config.model_override(), dtype=config.dtype_override(), max_steps=config.steps_override())
     values.update({k: v for k, v in env.items() if v is not None})
     values.update(overrides)
