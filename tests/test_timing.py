@@ -52,3 +52,14 @@ def test_the_table_labels_every_number():
     assert all(any(k in r for k in ("estimate:", "measured by Unsloth", "not measured")) for r in rows)
     anchor = timing.recipe_times(SEED)["unsloth-vllm"]
     assert anchor["step_s"] == pytest.approx(timing.wall_seconds("3:47:51") / 250)
+
+
+def test_the_readme_states_the_table_s_hours():
+    """The README's "about N hours" for each recipe are the table's, rounded (they are typed there, so a test reads them)."""
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    seed, session = (re.search(rf"{k}.*?about (\d+) hours", text).group(1) for k in ("seed's 8B recipe", "t4-session"))
+    assert int(seed) == round(timing.recipe_times(SEED)["unsloth"]["run_h"])
+    assert int(session) == round(timing.recipe_times(T4_SESSION)["unsloth"]["run_h"])
