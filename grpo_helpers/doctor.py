@@ -1103,8 +1103,12 @@ def _flat(data: RunData, others: Sequence[Finding]) -> Finding | None:
 def _band(data: RunData, reference: Mapping[str, Any] | None) -> Finding | None:
     if not reference:
         return None
+    from grpo_helpers.plotting import moving_average
+
     low = {int(s): v for s, v in zip(reference["band"]["step"], reference["band"]["low"])}
-    reward = [(s, v) for s, v in _finite(series(data.rows, "reward")) if s in low]
+    raw = _finite(series(data.rows, "reward"))
+    smooth = moving_average([v for _, v in raw], int(reference["band"].get("smooth", 1)))  # as the band was
+    reward = [(s, v) for (s, _), v in zip(raw, smooth) if s in low]
     if len(reward) < 4:
         return None
     k = min(10, len(reward) // 2)
@@ -1115,7 +1119,8 @@ def _band(data: RunData, reference: Mapping[str, Any] | None) -> Finding | None:
     seeds = len(reference.get("runs", []))
     return Finding(
         "outside-band", "warning", f"the reward is below every one of the {seeds} recorded seeds",
-        f"mean reward over steps {last[0][0]}-{last[-1][0]}: {mine:.3f}; lowest recorded seed there: {floor:.3f}",
+        f"reward (trailing mean of {reference['band'].get('smooth', 1)} steps) over steps {last[0][0]}-{last[-1][0]}: "
+        f"{mine:.3f} on average; the lowest recorded seed there: {floor:.3f}",
         "A run of the same recipe that falls below all recorded seeds is not bad luck alone: something in the run "
         "differs (the other findings say what).",
         "compare this run's settings with the recorded ones (grpo_helpers/recorded_seeds/seeds.json, 'command')",

@@ -224,3 +224,133 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     tmp.replace(path)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------ one seed can lie: the band
+
+RECORDED_SEEDS = Path(__file__).resolve().parent / "recorded_seeds" / "seeds.json"
+STAGES = ("before", "after priming", "after GRPO")  # the held-out evaluations of a demo run, in order
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def seed_band(curves: Mapping[Any, Sequence[float]], smooth: int = 5) -> dict[str, list[float]]:
+    """Median and range over seeds, step by step, of reward curves (each smoothed by a trailing mean of ``smooth``).
+
+    ``curves``: seed -> reward per step (step 1 first). Steps are kept while every seed has one.
+
+    Example:
+        >>> band = seed_band({1: [0.0, 1.0, 2.0], 2: [1.0, 1.0, 1.0], 3: [2.0, 3.0]}, smooth=1)
+        >>> band["step"], band["median"], band["low"], band["high"]
+        ([1, 2], [1.0, 1.0], [0.0, 1.0], [2.0, 3.0])
+    """
+    from grpo_helpers.errors import CourseError
+
+    if not curves:
+        raise CourseError("No reward curves to draw a band from.", fix="Pass {seed: [reward per step], ...}.")
+    smoothed = [moving_average([float(v) for v in c], smooth) for c in curves.values()]
+    steps = min(len(c) for c in smoothed)
+    columns = [[c[i] for c in smoothed] for i in range(steps)]
+    return {"step": list(range(1, steps + 1)), "median": [_median(c) for c in columns],
+            "low": [min(c) for c in columns], "high": [max(c) for c in columns], "smooth": smooth}
+
+
+def stage_band(rates: Mapping[Any, Mapping[str, float]], stages: Sequence[str] = STAGES) -> dict[str, list]:
+    """Median and range over seeds of a rate measured at each stage (e.g. the held-out format rate).
+
+    Example:
+        >>> stage_band({1: {"before": 0.0, "after GRPO": 0.9}, 2: {"before": 0.0, "after GRPO": 0.5}},
+        ...            stages=("before", "after GRPO"))["median"]
+        [0.0, 0.7]
+    """
+    kept = [s for s in stages if all(s in r and r[s] is not None for r in rates.values())]
+    columns = [[float(r[s]) for r in rates.values()] for s in kept]
+    return {"stage": kept, "median": [_median(c) for c in columns], "low": [min(c) for c in columns],
+            "high": [max(c) for c in columns]}
+
+
+def recorded_seeds(path: str | Path | None = None) -> dict[str, Any]:
+    """The recorded seed benchmark (``benchmarks/seeds.py --record``): the demo recipe run for several seeds.
+
+    Keys: ``command`` (the demo command, seed left as ``<seed>``), ``seeds``, ``shipped_seed``, ``runs`` (per seed:
+    ``reward`` per step, ``format_rate`` per stage, times, the doctor's verdict), ``band`` (reward: median and range
+    per step), ``format_band`` (held-out format rate per stage), ``typical`` (where the shipped seed ranks).
+
+    Example:
+        >>> seeds = recorded_seeds()
+        >>> len(seeds["runs"]) >= 2 and seeds["shipped_seed"] in seeds["seeds"]
+        True
+    """
+    import json
+
+    from grpo_helpers.errors import CourseError
+
+    path = Path(path) if path is not None else RECORDED_SEEDS
+    if not path.is_file():
+        raise CourseError(f"No recorded seed benchmark at {path}.",
+                          fix="Reinstall grpo-helpers, or record one: python benchmarks/seeds.py --record")
+    return json.loads(path.read_text())
+
+
+def _history_rows(history) -> list[Mapping[str, Any]]:
+    if hasattr(history, "state") and hasattr(history.state, "log_history"):  # a Trainer
+        history = history.state.log_history
+    return _rows(history)
+
+
+def plot_seed_band(seeds: Mapping[str, Any] | None = None, run=None, run_format: Mapping[str, float] | None = None,
+                   label: str = "your run", title: str | None = None):
+    """Reward curves and held-out format rates of the recorded seeds as a band (median and range), a run on top.
+
+    ``seeds``: :func:`recorded_seeds` (the default) or the same dict from ``benchmarks/seeds.py``; ``run``: a
+    learner's run to overlay (trainer, ``log_history``, ``metrics.csv``), smoothed like the band; ``run_format``:
+    its held-out format rates by stage (``{"after GRPO": result.format_rate}``).
+
+    Example:
+        >>> fig = plot_seed_band(recorded_seeds())
+        >>> [ax.get_title().split(" (")[0] for ax in fig.axes]
+        ['reward during GRPO', 'held-out format rate']
+    """
+    seeds = recorded_seeds() if seeds is None else seeds
+    band, fmt = seeds["band"], seeds["format_band"]
+    n = len(seeds["runs"])
+    fig, (left, right) = new_figure(2, width=4.6, height=3.3)
+    smooth = int(band.get("smooth", 1))
+    left.fill_between(band["step"], band["low"], band["high"], color="tab:blue", alpha=0.2,
+                      label=f"range of {n} seeds")
+    for r in seeds["runs"]:
+        curve = moving_average(r["reward"], smooth)[:len(band["step"])]
+        left.plot(band["step"][:len(curve)], curve, color="tab:blue", alpha=0.25, linewidth=0.8)
+    left.plot(band["step"], band["median"], color="tab:blue", linewidth=2, label="median")
+    if run is not None:
+        x, y = _series(_history_rows(run), "reward")
+        if y:
+            left.plot(x, moving_average(y, smooth), color="tab:red", linewidth=2, label=label)
+    left.set(title=f"reward during GRPO (trailing mean of {smooth} steps)" if smooth > 1 else "reward during GRPO",
+             xlabel="step", ylabel="total reward")
+    xs = list(range(len(fmt["stage"])))
+    for i in xs:
+        right.plot([i, i], [fmt["low"][i], fmt["high"][i]], color="tab:blue", linewidth=6, alpha=0.3,
+                   solid_capstyle="butt", label=f"range of {n} seeds" if i == 0 else None)
+        dots = [r["format_rate"][fmt["stage"][i]] for r in seeds["runs"]]
+        right.plot([i] * len(dots), dots, "o", color="tab:blue", alpha=0.5, markersize=4)
+        right.plot([i - 0.18, i + 0.18], [fmt["median"][i]] * 2, color="tab:blue", linewidth=2,
+                   label="median" if i == 0 else None)
+    if run_format:
+        mine = [(i, run_format[s]) for i, s in enumerate(fmt["stage"]) if run_format.get(s) is not None]
+        if mine:
+            right.plot([i for i, _ in mine], [v for _, v in mine], "*", color="tab:red", markersize=12, label=label)
+    right.set_xticks(xs, fmt["stage"], fontsize=8)
+    right.set(title=f"held-out format rate (n={seeds['runs'][0].get('eval_n', '?')} questions)", ylim=(-0.05, 1.05),
+              ylabel="rate")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title or f"recorded: the demo recipe over {n} seeds", fontsize=10)
+    fig.tight_layout()
+    return fig

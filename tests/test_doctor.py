@@ -329,3 +329,37 @@ def test_doctests():
 
     failures, tried = doctest.testmod(doctor)
     assert tried > 10 and failures == 0
+
+
+# ------------------------------------------------------------------------------------- seeds: the band and a run on it
+
+def seeds_like(curves: dict, formats: dict) -> dict:
+    """What benchmarks/seeds.py writes, for the runs given (seed -> rewards, seed -> format rate per stage)."""
+    from grpo_helpers.plotting import seed_band, stage_band
+
+    return {"runs": [{"seed": s, "reward": c, "format_rate": formats[s], "eval_n": 32} for s, c in curves.items()],
+            "band": seed_band(curves), "format_band": stage_band(formats)}
+
+
+def test_a_run_is_drawn_on_the_band_and_one_below_it_is_named(tmp_path):
+    import csv
+
+    from grpo_helpers.plotting import moving_average, plot_seed_band, save_figure
+
+    recorded = [float(r["reward"]) for r in csv.DictReader(open(recorded_run().metrics_csv))]
+    curves = {s: [v + 0.1 * s for v in recorded] for s in range(5)}  # five runs around the recorded curve
+    formats = {s: {"before": 0.0, "after priming": 0.4 + 0.02 * s, "after GRPO": 0.8 + 0.03 * s} for s in range(5)}
+    seeds = seeds_like(curves, formats)
+    band = seeds["band"]
+    assert band["median"] == pytest.approx(moving_average(curves[2], band["smooth"]))  # the middle seed, odd n
+    assert band["low"] == pytest.approx(moving_average(curves[0], 5)) and seeds["format_band"]["high"][2] == 0.92
+    fig = plot_seed_band(seeds, run=recorded_run().metrics_csv, run_format={"after GRPO": 0.5}, label="mine")
+    left, right = fig.axes
+    assert "mine" in [line.get_label() for line in left.get_lines()]
+    assert "mine" in [line.get_label() for line in right.get_lines()]
+    assert save_figure(fig, tmp_path / "band.png").stat().st_size > 10_000
+    # a run far below every seed: the doctor says so; a run on the median is not flagged
+    found = diagnose(rows(len(band["step"]), reward=-1.0), reference=seeds).find("outside-band")
+    assert found is not None and "below every one of the 5 recorded seeds" in found.title
+    assert diagnose([{"step": s, "reward": v} for s, v in enumerate(curves[2], 1)],
+                    reference=seeds).find("outside-band") is None
