@@ -358,6 +358,10 @@ def test_a_run_is_drawn_on_the_band_and_one_below_it_is_named(tmp_path):
     assert "mine" in [line.get_label() for line in left.get_lines()]
     assert "mine" in [line.get_label() for line in right.get_lines()]
     assert save_figure(fig, tmp_path / "band.png").stat().st_size > 10_000
+    trainer_like = types.SimpleNamespace(state=types.SimpleNamespace(log_history=rows(4, reward=1.0)))
+    fig = plot_seed_band(seeds, run=trainer_like)  # notebook cell: plot_seed_band(recorded_seeds(), run=trainer)
+    assert [line.get_xdata().tolist() for line in fig.axes[0].get_lines() if line.get_label() == "your run"] == \
+        [[1.0, 2.0, 3.0, 4.0]]
     # a run far below every seed: the doctor says so; a run on the median is not flagged
     found = diagnose(rows(len(band["step"]), reward=-1.0), reference=seeds).find("outside-band")
     assert found is not None and "below every one of the 5 recorded seeds" in found.title
