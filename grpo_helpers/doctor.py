@@ -690,18 +690,22 @@ def _ties(data: RunData) -> list[Finding]:
             out.append(Finding("groups-tie", "error" if mean >= 0.9 else "warning",
                                f"every group tied at {len(tied)} of {n} steps: no learning signal there",
                                evidence, cause, fix, _links("groups-tie"), tuple(tied)))
+    tie_found = bool(out)  # every reward is constant where groups tie: groups-tie says it
     for name in reward_columns(rows):
         std = _finite(series(rows, f"rewards/{name}/std"))
         mean = _finite(series(rows, f"rewards/{name}/mean"))
-        if len(std) >= max(2, min(LIVE_STREAK, len(rows))) and all(v == 0 for _, v in std) and out == []:
+        if len(std) >= max(2, min(LIVE_STREAK, len(rows))) and all(v == 0 for _, v in std) and not tie_found:
             value = _mean([v for _, v in mean])
             out.append(Finding(
-                "reward-constant", "warning" if len(std) >= 10 else "info",
+                "reward-constant", "info",  # other rewards vary (else groups-tie): a weak signal, not a fault
                 f"{name} gave every completion the same score at every step",
                 f"rewards/{name}/std = 0 at all {len(std)} steps; its mean {value:.3f}",
                 "A reward that never differs within a group adds nothing to any advantage, so GRPO cannot learn "
                 "what it asks for.",
-                f"make {name} give partial credit (or drop it), or check it against real completions with "
+                ("none while the model cannot answer yet: correctness starts to count once some answers are "
+                 "right (easier questions, a larger model, more steps)") if CORRECTNESS_REWARD.search(name) and
+                value == 0 else
+                f"make {name} give partial credit, or check it against real completions with "
                 "grpo_helpers.rewards.score_completions",
                 _links("reward-constant")))
     return out
