@@ -3,7 +3,7 @@
     bash scripts/setup_vllm_venv.sh      # once
     HF_HUB_OFFLINE=1 .venv-vllm/bin/python benchmarks/vllm_cpu.py [--steps 3]
 
-Two tables:
+Three tables:
 
 1. Generation shaped like a GRPO step (8 samples x 128 tokens per prompt, temperature 0.8, top_p 0.95), for 1 and 3
    GSM8K prompts with the ``<reasoning>`` prefill: ``generation.generate()`` on a vLLM engine (``fast_generate``, as
@@ -11,6 +11,9 @@ Two tables:
 2. TRL GRPO steps of the course's tiny preset (8 completions x 64 tokens, trl-peft LoRA r16) with
    ``GRPOConfig(use_vllm=True, vllm_mode="colocate")`` against TRL's default Hugging Face generation: set-up time
    (``build_trainer``, which starts TRL's engine) and seconds per step.
+3. ``--only 4bit``: the seed's 4-bit engine (vllm-bnb-plugin, ``quantization="bitsandbytes"``, eager) against the
+   unquantized one, engine start and 3 GSM8K prompts x 40 greedy tokens through ``generation.generate()``, without
+   and with the recorded demo adapter (tests/vllm_cpu/test_vllm_bnb_4bit.py runs the same engine).
 
 Every measurement runs in its own subprocess, one after the other, so engines and thread pools never overlap.
 """
@@ -18,6 +21,7 @@ Every measurement runs in its own subprocess, one after the other, so engines an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -103,6 +107,33 @@ def grpo_case(use_vllm: bool, steps: int) -> dict:
     return dict(use_vllm=use_vllm, build=build, steps=step_seconds, mean_length=statistics.mean(lengths))
 
 
+def fourbit_case(dtype: str, quantized: bool, lora: bool) -> dict:
+    import vllm
+
+    from grpo_helpers import generation, training
+    from grpo_helpers.data import load_gsm8k
+    from grpo_helpers.demo import recorded_run
+    from grpo_helpers.generation import GREEDY
+    from grpo_helpers.models import PRESETS, load_model, smollm2_local_dir
+
+    preset = PRESETS["smollm2-135m-offline"]
+    _, tokenizer = load_model("smollm2-135m-offline", backend="trl-peft")
+    prompts = list(load_gsm8k("test", n=3, source="offline", prefill=PREFILL)["prompt"])
+    quantization = dict(quantization="bitsandbytes", load_format="bitsandbytes") if quantized else {}
+    start = time.perf_counter()
+    llm = vllm.LLM(model=str(smollm2_local_dir()), dtype=dtype, enforce_eager=True, enable_lora=True,
+                   max_lora_rank=preset.lora_rank, max_model_len=preset.max_seq_length, seed=3407,
+                   distributed_executor_backend="uni", **quantization)
+    startup = time.perf_counter() - start
+    model = type("FastGenerateModel", (), {"fast_generate": staticmethod(llm.generate)})()
+    generation.detect_backend = training.detect_backend = lambda backend=None: "unsloth-vllm"
+    request = training.load_lora(None, recorded_run().lora_path) if lora else None
+    greedy = dataclasses.replace(GREEDY, max_new_tokens=40)
+    start = time.perf_counter()
+    generation.generate(model, tokenizer, prompts, greedy, lora_request=request, progress=False)
+    return dict(startup=startup, seconds=time.perf_counter() - start)
+
+
 def run_case(*args: str) -> dict:
     """One case in a fresh interpreter; its result is the stdout line starting with RESULT (vLLM logs there too)."""
     env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="1" if "vllm-mp" in args else "0")
@@ -115,19 +146,24 @@ def run_case(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps per TRL case")
-    parser.add_argument("--only", choices=["generation", "grpo"], help="run one of the two tables")
+    parser.add_argument("--only", choices=["generation", "grpo", "4bit"], help="run one of the tables")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         kind, *rest = args.case
-        result = generation_case(rest[0], int(rest[1])) if kind == "gen" else grpo_case(rest[0] == "vllm", int(rest[1]))
+        if kind == "4bit":
+            result = fourbit_case(rest[0], rest[1] == "bnb", rest[2] == "lora")
+        else:
+            result = generation_case(rest[0], int(rest[1])) if kind == "gen" else grpo_case(rest[0] == "vllm", int(rest[1]))
         print("RESULT " + json.dumps(result), flush=True)
         return
 
-    if args.only != "grpo":
+    if args.only in (None, "generation"):
         generation_table()
-    if args.only != "generation":
+    if args.only in (None, "grpo"):
         grpo_table(args.steps)
+    if args.only in (None, "4bit"):
+        fourbit_table()
 
 
 def generation_table() -> None:
@@ -150,6 +186,16 @@ def grpo_table(steps: int) -> None:
         times = ", ".join(f"{s:.1f}" for s in r["steps"])
         print(f"{name:<26} {r['build']:>15.1f} {times:>24} {statistics.median(r['steps']):>7.1f} "
               f"{r['mean_length']:>12.1f}", flush=True)
+
+
+def fourbit_table() -> None:
+    print("\n3. 4-bit engine (eager, LoRA on): 3 prompts x 40 greedy tokens, generation.generate()")
+    print(f"{'engine':<30} {'adapter':<8} {'engine start s':>15} {'seconds':>8}")
+    for dtype, quantized in (("float32", ""), ("bfloat16", "bnb"), ("float16", "bnb")):
+        for lora in ("", "lora"):
+            r = run_case("4bit", dtype, quantized or "full", lora or "base")
+            name = f"{'bitsandbytes 4-bit' if quantized else 'unquantized'} {dtype}"
+            print(f"{name:<30} {'yes' if lora else 'no':<8} {r['startup']:>15.1f} {r['seconds']:>8.1f}", flush=True)
 
 
 if __name__ == "__main__":
