@@ -144,6 +144,11 @@ def test_the_16bit_over_qlora_ratio_is_stated_for_the_shapes_it_was_measured_on(
     measured = measured_16bit_over_qlora()
     assert {k: round(v, 1) for k, v in measured.items()} == {"0.5B": 1.5, "1.5B": 2.0}
     assert "1.5x for Qwen2.5-0.5B and 2.0x for\n    Qwen2.5-1.5B" in memory.sixteen_bit_vs_qlora.__doc__
+    import nbformat
+
+    cells = nbformat.read(RESULTS.parents[1] / "notebooks" / "03_lora_setup.ipynb", as_version=4).cells
+    notebook = " ".join(" ".join(c.source for c in cells if c.cell_type == "markdown").split())
+    assert "1.5× the QLoRA step for Qwen2.5-0.5B and at 2.0× for Qwen2.5-1.5B" in notebook  # notebook 03's prose
     for preset, shape in (("qwen2.5-0.5b-instruct", "0.5B"), ("qwen2.5-1.5b-instruct", "1.5B")):
         estimated = sixteen_bit_vs_qlora(preset, num_generations=8, max_completion_length=256)["ratio"]
         assert abs(estimated / measured[shape] - 1) < 0.1, (preset, estimated, measured[shape])
