@@ -153,8 +153,10 @@ def main() -> None:
         kind, *rest = args.case
         if kind == "4bit":
             result = fourbit_case(rest[0], rest[1] == "bnb", rest[2] == "lora")
+        elif kind == "gen":
+            result = generation_case(rest[0], int(rest[1]))
         else:
-            result = generation_case(rest[0], int(rest[1])) if kind == "gen" else grpo_case(rest[0] == "vllm", int(rest[1]))
+            result = grpo_case(rest[0] == "vllm", int(rest[1]))
         print("RESULT " + json.dumps(result), flush=True)
         return
 

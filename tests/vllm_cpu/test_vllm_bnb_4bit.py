@@ -15,9 +15,9 @@ What Unsloth does with ``load_in_4bit=True, fast_inference=True``, read in the p
   :func:`test_unsloth_zoo_finds_the_plugin` reads both path lists from the wheel and imports them here.
 * ``vllm_utils.py:463-467`` (``patch_vllm_bitsandbytes``, called by ``patch_vllm``, ``vllm_utils.py:1118-1119``)
   replaces ``is_layer_skipped_bnb`` and ``BitsAndBytesLinearMethod._apply_4bit_weight`` on that module, and
-  ``vllm_utils.py:495-507`` (``patch_vllm_compute_dtype``) its ``BitsAndBytesConfig``. Those patches are
-  ``try``/``hasattr``-guarded, so a renamed name would silently undo them: the test checks every ``_vllm_bnb.<name>``
-  the file touches exists in the plugin. **Stood in for**: the patches themselves (unsloth_zoo cannot be imported
+  ``vllm_utils.py:496-507`` (``patch_vllm_compute_dtype``, called at ``vllm_utils.py:4648``) replaces its
+  ``BitsAndBytesConfig``. Those patches are ``try``/``hasattr``-guarded, so a renamed name would silently undo them:
+  the test checks that every ``_vllm_bnb.<name>`` the file touches exists in the plugin. **Stood in for**: the patches themselves (unsloth_zoo cannot be imported
   without a GPU). The engine here runs the plugin's own ``_apply_4bit_weight``, which computes in bfloat16.
 * ``vllm_utils.py:4609-4634`` picks the dtype: bfloat16 on compute capability >= 8.0, float16 below (a T4), and
   raises ``NotImplementedError`` for anything else, so Unsloth never hands vLLM float32. Here both 16-bit dtypes run,
