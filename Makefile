@@ -32,7 +32,8 @@ test: setup $(VENV)/.docs-installed $(VLLM_VENV)/.installed
 	bash scripts/install_chromium.sh
 	bash scripts/install_sandbox_tools.sh
 	$(RUN_ENV) $(PY) -m pytest -m "not gpu" tests $(ARGS)
-	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v
+	# timeout: after an engine error a later vLLM call in the same process can hang (seen once, 11 minutes)
+	$(RUN_ENV) timeout 1200 $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v
 
 # On a CUDA machine with the GPU stack (pip install ".[gpu]", or the GPU kit: tests/gpu/README.md); CI has no GPU.
 test-gpu:
@@ -43,7 +44,7 @@ $(VLLM_VENV)/.installed: pyproject.toml scripts/setup_vllm_venv.sh
 	PYTHON=$(PYTHON) bash scripts/setup_vllm_venv.sh $(VLLM_VENV)
 
 test-vllm: $(VLLM_VENV)/.installed
-	$(RUN_ENV) $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v $(ARGS)
+	$(RUN_ENV) timeout 1200 $(VLLM_VENV)/bin/python -m pytest tests/vllm_cpu -v $(ARGS)
 
 figures: setup
 	$(RUN_ENV) $(PY) scripts/make_figures.py

@@ -308,7 +308,9 @@ def load_model(preset_or_name: str = "smollm2-135m-offline", backend: str | None
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
 
+            # NF4 with double quantization of the scales, as Unsloth (llama.py) and vLLM's bnb plugin load 4-bit
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                               bnb_4bit_use_double_quant=True,
                                                                bnb_4bit_compute_dtype=kwargs["dtype"])
     else:
         kwargs["dtype"] = torch.float32  # CPU: bf16 matmuls are slow and fp16 is not supported for training
