@@ -15,6 +15,7 @@ execution) writes build/site/. Nothing is downloaded. Open build/site/index.html
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import logging
 import os
@@ -126,6 +127,25 @@ def with_fresh_timings(text: str) -> str:
     return f"{head}{TIMINGS_START}\n{table}\n{TIMINGS_END}{rest.split(TIMINGS_END, 1)[1]}"
 
 
+HEADING = re.compile(r"^(#{1,6}\s.*)$", re.MULTILINE)
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def code_in_headings_as_html(markdown: str) -> str:
+    """Write inline code in the headings of a notebook's markdown as ``<code>`` HTML, which renders the same.
+
+    mkdocs-jupyter 0.26 builds a notebook page's table of contents from its markdown with every backtick span cut
+    out (``nbconvert2.nb2md``), so "## 5. `GRPOConfig`: every setting" showed as "5. : every setting", and its link
+    pointed at an anchor the page does not have. A ``<code>`` element survives that cut.
+
+    Example:
+        >>> code_in_headings_as_html("## 5. `GRPOConfig`: all\\nkeep `this` one")
+        '## 5. <code>GRPOConfig</code>: all\\nkeep `this` one'
+    """
+    return HEADING.sub(lambda m: CODE_SPAN.sub(lambda c: f"<code>{html.escape(c.group(1))}</code>", m.group(1)),
+                       markdown)
+
+
 def notebook_title(path: Path) -> str:
     import nbformat
 
@@ -155,7 +175,7 @@ def stage(sources: list[Path]) -> list:
         nb = nbformat.read(EXECUTED / src.relative_to("notebooks"), as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = rewrite_links(cell.source, src.as_posix(), pages, in_notebook=True)
+                cell.source = code_in_headings_as_html(rewrite_links(cell.source, src.as_posix(), pages, in_notebook=True))
         target = STAGE / src
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)

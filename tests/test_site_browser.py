@@ -5,7 +5,9 @@ stale; after tests/test_notebook_outputs.py that is none) inside a network names
 ``unshare -n`` works (root on Linux), so a build step that downloads anything fails here. Then serves build/site/
 on a free loopback port and opens every page in Debian's Chromium (Playwright with ``executable_path``; see
 /work/shared/browser/README.md): every notebook page shows each of its figures as a loaded image, and no page shows
-``<Figure size`` text or a Python traceback. Landing page = the README, solutions linked, Colab badges kept.
+``<Figure size`` text or a Python traceback; every notebook page's table of contents shows each heading in full
+(inline code included) and links to an anchor the page has. Landing page = the README, solutions linked, Colab
+badges kept.
 """
 
 import functools
@@ -145,6 +147,64 @@ def test_every_page_shows_its_figures_and_no_figure_text_or_traceback(server):
           f"{len(blocked)} requests off this machine blocked: {sorted(set(u.split('/')[2] for u in blocked))}")
     assert not problems, "\n".join(problems)
     assert "learn GRPO by doing it" in landing and badges >= 8 and solutions >= 1
+
+
+TOC_JS = """() => {
+    const entries = Array.from(document.querySelectorAll('nav.md-nav--secondary a.md-nav__link'))
+        .map(a => [a.getAttribute('href'), a.innerText.trim()]);
+    const headings = Array.from(document.querySelectorAll('.jupyter-wrapper h2, .jupyter-wrapper h3'))
+        .map(h => h.innerText.replace(/\u00b6/g, '').trim());
+    const missing = entries.filter(([href]) => !href.startsWith('#') || !document.getElementById(href.slice(1)))
+        .map(([href]) => href);
+    return {entries: entries.map(([, text]) => text), headings, missing};
+}"""
+
+
+def toc_problems(path: str, toc: dict) -> list[str]:
+    """What a page's table of contents gets wrong: a heading shown without its full text, or a link to nowhere."""
+    problems = [f"{path}: the table of contents links to {href}, which the page does not have"
+                for href in dict.fromkeys(toc["missing"])]  # Material draws the TOC twice (sidebar, drawer)
+    shown = set(toc["entries"])
+    problems += [f"{path}: heading {h!r} is not in the table of contents as written" for h in toc["headings"] if h not in shown]
+    return problems
+
+
+def test_toc_problems_name_a_heading_cut_short_and_a_dead_link():
+    toc = {"entries": ["5. : every setting of the recipe"], "headings": ["5. GRPOConfig: every setting of the recipe"],
+           "missing": ["#5-every-setting-of-the-recipe"]}
+    assert toc_problems("06.html", toc) == [
+        "06.html: the table of contents links to #5-every-setting-of-the-recipe, which the page does not have",
+        "06.html: heading '5. GRPOConfig: every setting of the recipe' is not in the table of contents as written"]
+
+
+def test_every_notebook_table_of_contents_shows_each_heading_in_full(server):
+    """Issue 19: 06's "## 5. `GRPOConfig`: every setting of the recipe" showed as "5. : every setting of the recipe"."""
+    from playwright.sync_api import sync_playwright
+
+    pages = expected_pages()
+    assert pages, "no executed notebook in build/notebooks"
+    problems, headings = [], 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server) else route.abort())
+            for path in pages:
+                page.goto(f"{server}/notebooks/{path}", wait_until="load")
+                toc = page.evaluate(TOC_JS)
+                headings += len(toc["headings"])
+                problems += toc_problems(path, toc)
+        finally:
+            browser.close()
+    print(f"\n{headings} notebook headings checked in {len(pages)} tables of contents")
+    assert headings > len(pages) and not problems, "\n".join(problems)
+
+
+def test_code_in_headings_survives_mkdocs_jupyters_toc():
+    builder = load_builder()
+    assert builder.code_in_headings_as_html("## 6. `GRPOTrainer` & `a<b`\nText with `code`.") == (
+        "## 6. <code>GRPOTrainer</code> & <code>a&lt;b</code>\nText with `code`.")
 
 
 def test_notebook_pages_link_their_solutions_and_the_challenge_is_there(site):
