@@ -11,7 +11,7 @@ LAYERS = [
     {"errors", "plotting", "exercises", "grpo_math", "seed_rewards", "notebooks", "sandbox", "precision"},
     {"config"},
     {"runtime"},
-    {"storage", "data"},
+    {"storage", "data", "word_sums"},
     {"models"},
     {"recipes"},
 ]
