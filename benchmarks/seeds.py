@@ -55,7 +55,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
 
 def demo_command(seed: int, args, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "grpo_helpers.demo", "--seed", str(seed), "--name", f"seed-{seed}",
-            "--runs-dir", args.runs_dir, "--overwrite", "--no-assets", "--threads", str(args.threads), *extra]
+            "--runs-dir", args.runs_dir, "--overwrite", "--no-assets", "--no-sums", "--threads", str(args.threads),
+            *extra]  # the format stage only: the band is of its reward curve
 
 
 def finished(folder: Path, wanted: dict) -> bool:

@@ -90,6 +90,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-assets", action="store_true", help="do not copy the curve into assets/")
     p.add_argument("--record", action="store_true",
                    help="also write the run, small, into the package (grpo_helpers/recorded_demo/)")
+    g = p.add_argument_group("stage 2: GRPO on word sums, correctness as the reward (grpo_helpers.word_sums)")
+    g.add_argument("--no-sums", action="store_true", help="run the format stage only")
+    g.add_argument("--sums-from", default=None, metavar="LORA_DIR",
+                   help="skip the format stage: start stage 2 from this adapter (e.g. grpo_helpers/recorded_demo/lora)")
+    g.add_argument("--sums-steps", type=int, default=SUMS["sums_steps"])
+    g.add_argument("--sums-generations", type=int, default=SUMS["sums_generations"])
+    g.add_argument("--sums-completion-length", type=int, default=SUMS["sums_completion_length"])
+    g.add_argument("--sums-lr", type=float, default=SUMS["sums_lr"])
+    g.add_argument("--sums-train-rows", type=int, default=SUMS["sums_train_rows"])
+    g.add_argument("--sums-test-rows", type=int, default=SUMS["sums_test_rows"], help="rows of the 20 held-out pairs")
+    g.add_argument("--sums-harder-rows", type=int, default=SUMS["sums_harder_rows"], help="rows of the 10-30 range")
+    g.add_argument("--sums-eval-tokens", type=int, default=SUMS["sums_eval_tokens"])
     return p.parse_args(argv)
 
 
@@ -436,6 +448,7 @@ def settings_dict(args, threads: int, weights: dict[str, float]) -> dict[str, An
         "eval_rows": args.eval_rows, "eval_tokens": args.eval_tokens, "eval_batch": args.eval_batch,
         "eval_sampling": "greedy (temperature 0)",
         "grpo_config": {k: grpo[k] for k in keys},
+        "sums": None if args.no_sums else {k: getattr(args, k) for k in SUMS},
         "threads": threads, "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "versions": {d: installed_version(d) for d in ("torch", "transformers", "trl", "peft", "datasets")},
     }
@@ -449,7 +462,12 @@ def _cli(args, threads: int) -> list[str]:
            f"--train-rows {args.train_rows}", f"--max-prompt-length {args.max_prompt_length}",
            f"--eval-rows {args.eval_rows}", f"--eval-tokens {args.eval_tokens}", f"--eval-batch {args.eval_batch}",
            f"--system-prompt {args.system_prompt}", f"--threads {threads}"]
-    return out
+    if args.no_sums:
+        return out + ["--no-sums"]
+    return out + [f"--sums-steps {args.sums_steps}", f"--sums-generations {args.sums_generations}",
+                  f"--sums-completion-length {args.sums_completion_length}", f"--sums-lr {args.sums_lr:g}",
+                  f"--sums-train-rows {args.sums_train_rows}", f"--sums-test-rows {args.sums_test_rows}",
+                  f"--sums-harder-rows {args.sums_harder_rows}", f"--sums-eval-tokens {args.sums_eval_tokens}"]
 
 
 def held_out_table(evals: dict[str, Any]) -> str:
@@ -474,7 +492,8 @@ def held_out_table(evals: dict[str, Any]) -> str:
     return "\n".join(md)
 
 
-def write_report(path: Path, args, settings, summary, evals: dict[str, Any], timings, lines, prime_losses=()) -> None:
+def write_report(path: Path, args, settings, summary, evals: dict[str, Any], timings, lines, prime_losses=(),
+                 sums_md: list[str] = ()) -> None:
     """The run's report.md: rewards first vs last 10 steps, the held-out table, verdict, settings, times, a sample."""
     first, last = summary["total"]
     after = evals["after GRPO"]
@@ -508,6 +527,7 @@ def write_report(path: Path, args, settings, summary, evals: dict[str, Any], tim
                f"{prime_losses[-1]:.3f} (last step). The 'after priming' column is the priming's effect alone; "
                "'after GRPO' adds GRPO's."]
     md += ["", "![before/after](before_after.png)", "", "## What this shows", ""] + [f"- {line}" for line in lines]
+    md += list(sums_md)
     md += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in settings.items():
         if key == "results":
@@ -523,6 +543,214 @@ def write_report(path: Path, args, settings, summary, evals: dict[str, Any], tim
     path.write_text("\n".join(md))
 
 
+# ------------------------------------------------------------------------------------------- stage 2: word sums
+# After the format stage, GRPO with the verifier as the main reward on one-step word sums (grpo_helpers.word_sums),
+# from the format stage's adapter: 8 completions x 48 tokens per step at temperature 1 (a sum and its answer take
+# ~30 tokens), lr 5e-4 constant, beta 0, loss "dapo" (the tiny recipe's), 32 steps (24 reached 80% held-out from the
+# recorded adapter, 12.5% before: 32 leave a margin), rewards sums_stage.SUMS_WEIGHTS.
+# Greedy evaluation before and after on 40 rows of the 20 held-out number pairs and 48 rows of the harder range
+# (first number 10-30), in one batch each time (sums_stage.evaluate_splits).
+SUMS = dict(sums_steps=32, sums_generations=8, sums_completion_length=48, sums_lr=5e-4, sums_train_rows=256,
+            sums_test_rows=40, sums_harder_rows=48, sums_eval_tokens=48)
+SUMS_SPLITS = ("held-out", "harder")
+
+
+def sums_datasets(args, system_prompt: str) -> dict[str, Any]:
+    """The sums stage's rows: ``train`` (training pairs), ``held-out`` (the 20 held-out pairs), ``harder`` (10-30).
+
+    Example:
+        >>> ds = sums_datasets(parse_args(["--sums-test-rows", "2", "--sums-harder-rows", "3"]), "sys")
+        >>> {k: len(v) for k, v in ds.items()}
+        {'train': 256, 'held-out': 2, 'harder': 3}
+    """
+    from grpo_helpers.word_sums import load_word_sums
+
+    def rows(split, n):
+        return load_word_sums(split, n=n, seed=args.seed, system_prompt=system_prompt, prefill=PREFILL)
+
+    return {"train": rows("train", args.sums_train_rows), "held-out": rows("test", args.sums_test_rows),
+            "harder": rows("harder", args.sums_harder_rows)}
+
+
+def first_last(values: list[float], k: int) -> tuple[float, float]:
+    """Means of the first and last ``k`` values (``k`` at most half of them, at least 1).
+
+    Example:
+        >>> first_last([0.0, 1.0, 2.0, 3.0], 6)
+        (0.5, 2.5)
+    """
+    k = max(1, min(k, len(values) // 2 or 1))
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def run_sums_stage(model, tokenizer, args, system_prompt: str, run: Path, t0: float, gsm8k=None,
+                   gsm8k_sampling=None) -> dict[str, Any]:
+    """Stage 2: greedy evaluation, GRPO with correctness as the main reward, evaluation again; the numbers as a dict.
+
+    ``model`` is the format stage's LoRA model (trained further in place). ``gsm8k``: the format stage's held-out
+    GSM8K questions, evaluated again after this stage with the same sampling (the row reported as it is).
+    """
+    from grpo_helpers.evaluation import evaluate
+    from grpo_helpers.plotting import save_figure
+    from grpo_helpers.rewards import REWARD_FUNCS
+    from grpo_helpers.shared_prefix import share_prefix
+    from grpo_helpers.sums_stage import SUMS_WEIGHTS, evaluate_splits, hack_checks, plot_sums_stage, side_by_side
+    from grpo_helpers.training import build_trainer, grpo_config, train
+
+    timings: dict[str, float] = {}
+    data = sums_datasets(args, system_prompt)
+    splits = {k: data[k] for k in SUMS_SPLITS}
+    print(f"\n[{_clock(t0)}] sums 1/3 baseline: {len(splits['held-out'])} held-out-pair and {len(splits['harder'])} "
+          f"harder word sums, greedy, one batch", flush=True)
+    t = time.time()
+    model.eval()
+    before = evaluate_splits(model, tokenizer, splits, args.sums_eval_tokens, label="before sums")
+    timings["sums: eval before"] = time.time() - t
+    for e in before.values():
+        print(f"  {e}", flush=True)
+
+    funcs = {f.__name__: f for f in REWARD_FUNCS}
+    weights = {funcs[name]: w for name, w in SUMS_WEIGHTS.items()}
+    config = grpo_config("tiny", run_name=f"{run.name}/sums", runs_dir=str(run.parent), max_steps=args.sums_steps,
+                         num_generations=args.sums_generations, max_completion_length=args.sums_completion_length,
+                         learning_rate=args.sums_lr, temperature=args.temperature, seed=args.seed,
+                         save_strategy="no")
+    trainer = build_trainer(model, tokenizer, data["train"], weights, config)
+    print(f"\n[{_clock(t0)}] sums 2/3 GRPO: {args.sums_steps} steps x {args.sums_generations} completions of at most "
+          f"{args.sums_completion_length} tokens, rewards " + ", ".join(f"{n} x{w:g}" for n, w in SUMS_WEIGHTS.items()),
+          flush=True)
+    t = time.time()
+    with share_prefix(trainer.model):
+        train(trainer, overwrite=True)
+    timings["sums: GRPO training"] = time.time() - t
+
+    print(f"\n[{_clock(t0)}] sums 3/3 after: the same word sums, same sampling", flush=True)
+    trainer.model.eval()
+    t = time.time()
+    after = evaluate_splits(trainer.model, tokenizer, splits, args.sums_eval_tokens, label="after sums")
+    timings["sums: eval after"] = time.time() - t
+    for e in after.values():
+        print(f"  {e}", flush=True)
+    gsm8k_after = None
+    if gsm8k is not None:
+        t = time.time()
+        with share_prefix(trainer.model):
+            gsm8k_after = evaluate(trainer.model, tokenizer, gsm8k, sampling=gsm8k_sampling, progress=False,
+                                   label="GSM8K after sums")
+        timings["sums: GSM8K eval after"] = time.time() - t
+        print(f"  {gsm8k_after}", flush=True)
+
+    rows = [h for h in trainer.state.log_history if "reward" in h]
+    k = max(1, len(rows) // 4)
+    correctness = first_last([r.get("rewards/correctness_reward/mean") or 0.0 for r in rows], k)
+    mixed = [(r.get("rewards/correctness_reward/std") or 0.0) > 0 for r in rows]
+    hacks = {split: {"before": hack_checks(before[split].records), "after": hack_checks(after[split].records)}
+             for split in SUMS_SPLITS}
+    folder = run / "sums"
+    fig = plot_sums_stage(rows, {s: e.summary() for s, e in before.items()}, {s: e.summary() for s, e in after.items()},
+                          title=f"stage 2: GRPO on word sums, seed {args.seed}")
+    save_figure(fig, folder / "sums_stage.png")
+    for when, evals in (("before", before), ("after", after)):
+        _write_jsonl([r for e in evals.values() for r in e.records], folder / f"eval_{when}.jsonl")
+    from grpo_helpers.training import save_lora
+
+    save_lora(trainer.model, folder / "lora", tokenizer)
+    return {"before": {s: e.summary() for s, e in before.items()}, "after": {s: e.summary() for s, e in after.items()},
+            "correctness_first_last": [round(x, 4) for x in correctness], "first_last_k": k,
+            "mixed_steps": sum(mixed), "steps": len(rows),
+            "mixed_first_last": [sum(mixed[:k]), sum(mixed[-k:])],
+            "hack_checks": hacks, "gsm8k_after": gsm8k_after.summary() if gsm8k_after is not None else None,
+            "side_by_side": {s: side_by_side(before[s], after[s], k=4) for s in SUMS_SPLITS},
+            "timings": {key: round(v, 1) for key, v in timings.items()}, "weights": dict(SUMS_WEIGHTS)}
+
+
+def sums_report(s: dict[str, Any], args, gsm8k_before=None, gsm8k_after_format=None) -> list[str]:
+    """The report's stage-2 section (markdown lines), every number read from :func:`run_sums_stage`'s dict.
+
+    Example:
+        >>> acc = lambda x: {"strict_accuracy": x, "format_free_accuracy": x, "format_rate": 1.0, "n": 40}
+        >>> hc = {"n": 40, "copied_question_number": 0.5, "example_answer": 0.0}
+        >>> s = {"before": {"held-out": acc(0.1), "harder": acc(0.0)}, "after": {"held-out": acc(0.9), "harder": acc(0.5)},
+        ...      "correctness_first_last": [0.5, 1.6], "first_last_k": 6, "mixed_steps": 20, "steps": 24,
+        ...      "mixed_first_last": [5, 3], "gsm8k_after": None, "weights": {"correctness_reward": 2.0},
+        ...      "hack_checks": {sp: {"before": hc, "after": hc} for sp in ("held-out", "harder")},
+        ...      "side_by_side": {"held-out": "| table |", "harder": "| table |"}}
+        >>> [line for line in sums_report(s, parse_args([])) if line.startswith("- Held-out")][0][:60]
+        '- Held-out number pairs (never trained on): greedy accuracy '
+    """
+    b, a = s["before"], s["after"]
+    k = s["first_last_k"]
+    c0, c1 = s["correctness_first_last"]
+    hb, ha = b["held-out"], a["held-out"]
+    xb, xa = b["harder"], a["harder"]
+    md = ["", "## Stage 2: GRPO on word sums, correctness as the reward", "",
+          f"From the format stage's adapter: {s['steps']} GRPO steps x {args.sums_generations} completions of at most "
+          f"{args.sums_completion_length} tokens (temperature {args.temperature:g}, lr {args.sums_lr:g}) on "
+          f"{args.sums_train_rows} one-step word sums (\"Mia has 2 cups. She gets 4 more cups. How many cups does she "
+          "have now?\", both numbers 1-9, 61 of the 81 number pairs). Rewards (weight): "
+          + ", ".join(f"`{n}` ({w:g})" for n, w in s["weights"].items()) + ". Greedy evaluation, "
+          f"{args.sums_eval_tokens} new tokens, on the 20 held-out pairs ({hb['n']} rows) and on a harder range "
+          f"never trained on, first number 10-30 ({xb['n']} rows).", "",
+          "| greedy accuracy | before stage 2 | after stage 2 |", "|---|---:|---:|"]
+    for split, label in (("held-out", f"held-out pairs (n={hb['n']})"), ("harder", f"harder 10-30 (n={xb['n']})")):
+        for key, kind in (("strict_accuracy", "strict"), ("format_free_accuracy", "format-free")):
+            md.append(f"| {label}, {kind} | {b[split][key]:.1%} | {a[split][key]:.1%} |")
+        md.append(f"| {label}, format rate | {b[split]['format_rate']:.1%} | {a[split]['format_rate']:.1%} |")
+    md += ["", "![stage 2](sums/sums_stage.png)", "",
+           f"- Held-out number pairs (never trained on): greedy accuracy {hb['strict_accuracy']:.1%} -> "
+           f"{ha['strict_accuracy']:.1%} (strict; format-free {hb['format_free_accuracy']:.1%} -> "
+           f"{ha['format_free_accuracy']:.1%}).",
+           f"- Harder sums, first number 10-30, a range training never showed: {xb['strict_accuracy']:.1%} -> "
+           f"{xa['strict_accuracy']:.1%} ({(xa['strict_accuracy'] - xb['strict_accuracy']) * 100:+.1f} points).",
+           f"- Training correctness reward (0 or 2 per completion, mean of the step): {c0:.2f} (first {k} steps) -> "
+           f"{c1:.2f} (last {k} steps).",
+           f"- GRPO's signal: {s['mixed_steps']} of {s['steps']} steps had a group with both right and wrong answers "
+           f"(reward std > 0); first {k} steps {s['mixed_first_last'][0]}, last {k} steps {s['mixed_first_last'][1]}. "
+           "A group that ties (all right or all wrong) has all advantages 0 and teaches nothing.", "",
+           "### Reward-hacking checks (greedy answers)", "",
+           "| check | split | before | after |", "|---|---|---:|---:|"]
+    for split in SUMS_SPLITS:
+        hc = s["hack_checks"][split]
+        md.append(f"| answer = a number of the question | {split} | {hc['before']['copied_question_number']:.1%} | "
+                  f"{hc['after']['copied_question_number']:.1%} |")
+        md.append(f"| answer = the example's \"7\" (where the sum is not 7) | {split} | "
+                  f"{hc['before']['example_answer']:.1%} | {hc['after']['example_answer']:.1%} |")
+    md += ["", "Copying a number of the question is never right here (both numbers are at least 1), and the system "
+           "prompt's example (3 + 4 = 7) stays in the training pairs, so neither shortcut can score on held-out rows.",
+           "", "### Answers before and after (greedy, held-out pairs)", "", s["side_by_side"]["held-out"], "",
+           "### Answers before and after (greedy, harder range)", "", s["side_by_side"]["harder"], ""]
+    if s.get("gsm8k_after") is not None and gsm8k_after_format is not None:
+        g = s["gsm8k_after"]
+        md += ["### GSM8K, the same held-out questions, as it is", "",
+               "| GSM8K (n=%d) | before | after format stage | after stage 2 |" % g["n"], "|---|---:|---:|---:|"]
+        for key, label in (("strict_accuracy", "strict accuracy"), ("format_free_accuracy", "format-free accuracy"),
+                           ("format_rate", "format rate")):
+            md.append(f"| {label} | {gsm8k_before[key]:.1%} | {gsm8k_after_format[key]:.1%} | {g[key]:.1%} |")
+        md.append("")
+    copied = (s["hack_checks"]["held-out"]["before"]["copied_question_number"],
+              s["hack_checks"]["held-out"]["after"]["copied_question_number"])
+    if ha["strict_accuracy"] >= hb["strict_accuracy"] + 0.2:
+        shows = ("- It shows GRPO with a verifier as the reward teaching a model to *solve* a task, not only to format: "
+                 f"held-out accuracy {hb['strict_accuracy']:.0%} -> {ha['strict_accuracy']:.0%} on number pairs it "
+                 f"never trained on, {xb['strict_accuracy']:.0%} -> {xa['strict_accuracy']:.0%} on a range it never "
+                 f"saw; answers that just repeat a number of the question {copied[0]:.0%} -> {copied[1]:.0%} (the "
+                 "tables above show the answers before and after).")
+    else:
+        shows = (f"- Held-out accuracy did NOT clearly rise ({hb['strict_accuracy']:.0%} -> {ha['strict_accuracy']:.0%})"
+                 ": more --sums-steps, or a different --sums-lr.")
+    md += ["### What stage 2 shows, and what it does not", "", shows,
+           "- It is a one-step sums task with a 135M model. The held-out pairs come from the same small space (both "
+           "numbers 1-9), so this is generalisation inside a narrow task, not reasoning in general; the harder range "
+           "only changes the first number.",
+           "- It says nothing about GSM8K: multi-step grade-school problems stay out of reach of a 135M model (the "
+           "GSM8K table). Why it works here: the formatted model is already *sometimes* right on a sum, so sampled "
+           "groups mix right and wrong answers and GRPO has something to prefer. On GSM8K every completion of a 135M "
+           "model is wrong, every group ties at 0, and there is nothing to learn from. Task difficulty must match "
+           "the model's size: TinyZero found a 0.5B model only guesses at the Countdown game while 1.5B and larger "
+           "learn to search."]
+    return md
+
+
 # ------------------------------------------------------------------------------------------------ recorded run
 
 @dataclasses.dataclass(frozen=True)
@@ -533,6 +761,13 @@ class RecordedRun:
     metrics_csv: Path
     report_md: Path
     settings: dict[str, Any]
+    sums_metrics_csv: Path | None = None  # stage 2 (word sums): its metrics.csv and adapter, None for a format-only run
+    sums_lora_path: Path | None = None
+
+    @property
+    def sums(self) -> dict[str, Any] | None:
+        """Stage 2's numbers (``settings["results"]["sums"]``): accuracies before/after, hack checks, ..."""
+        return (self.settings.get("results") or {}).get("sums")
 
 
 def recorded_run(folder: str | Path | None = None) -> RecordedRun:
@@ -556,6 +791,9 @@ def recorded_run(folder: str | Path | None = None) -> RecordedRun:
         raise CourseError(f"The recorded demo run is incomplete: {', '.join(missing)} missing.",
                           fix="Reinstall grpo-helpers, or record one: python -m grpo_helpers.demo --record")
     settings = json.loads((folder / "settings.json").read_text())
+    sums = folder / "sums"
+    if (sums / "metrics.csv").is_file() and (sums / "lora" / "adapter_config.json").is_file():
+        paths.update(sums_metrics_csv=sums / "metrics.csv", sums_lora_path=sums / "lora")
     return RecordedRun(settings=settings, **paths)
 
 
@@ -571,22 +809,31 @@ def copy_assets(run: Path, assets: Path = Path("assets")) -> None:
     (assets / "demo_report.md").write_text(text)
 
 
-def record(run: Path, dest: Path = RECORDED_DIR) -> Path:
-    """Copy a finished run, small, into ``dest``: the adapter in float16, metrics.csv, report.md, settings.json."""
+def _record_lora(src: Path, lora: Path) -> None:
+    """An adapter folder copied in float16, its base model named without this machine's cache folder."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    lora = dest / "lora"
-    if dest.exists():
-        shutil.rmtree(dest)
     lora.mkdir(parents=True)
-    weights = load_file(str(run / "lora" / "adapter_model.safetensors"))
+    weights = load_file(str(src / "adapter_model.safetensors"))
     save_file({k: v.to(torch.float16).contiguous() for k, v in weights.items()}, str(lora / "adapter_model.safetensors"))
-    config = json.loads((run / "lora" / "adapter_config.json").read_text())
+    config = json.loads((src / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "SmolLM2-135M-Instruct"  # not this machine's cache folder
     (lora / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def record(run: Path, dest: Path = RECORDED_DIR) -> Path:
+    """Copy a finished run, small, into ``dest``: the adapter in float16, metrics.csv, report.md, settings.json, and
+    stage 2's ``sums/`` (adapter, metrics.csv, figure) when the run has one."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    _record_lora(run / "lora", dest / "lora")
     for name in ("metrics.csv", "report.md"):
         shutil.copyfile(run / name, dest / name)
+    if (run / "sums" / "metrics.csv").is_file():
+        _record_lora(run / "sums" / "lora", dest / "sums" / "lora")
+        for name in ("metrics.csv", "sums_stage.png"):
+            shutil.copyfile(run / "sums" / name, dest / "sums" / name)
     settings = json.loads((run / "settings.json").read_text())
     (dest / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     return dest
@@ -596,6 +843,8 @@ def record(run: Path, dest: Path = RECORDED_DIR) -> Path:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.sums_from:
+        return main_sums_only(args)
     t0 = time.time()
     timings: dict[str, float] = {}
     print(f"[{_clock(t0)}] GRPO tiny CPU demo: SmolLM2-135M-Instruct on GSM8K, seed {args.seed}", flush=True)
@@ -608,6 +857,7 @@ def main(argv=None) -> int:
     from grpo_helpers.models import load_model
     from grpo_helpers.plotting import save_figure
     from grpo_helpers.rewards import REWARD_FUNCS
+    from grpo_helpers.shared_prefix import share_prefix
     from grpo_helpers.training import (add_lora, build_trainer, grpo_config, run_folder, save_lora, train,
                                        trainable_parameters)
 
@@ -635,10 +885,13 @@ def main(argv=None) -> int:
     if run.exists() and any(run.iterdir()) and not args.overwrite:  # refuse before the slow part, not after it
         raise CourseError(f"{run} already exists.", fix="Pass --overwrite, or a new --name.")
 
+    # Every evaluation and the training run inside share_prefix: the system prompt all rows (and a group's
+    # completions) share is computed once, and generation runs with the LoRA merged (grpo_helpers.shared_prefix).
     sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=args.eval_tokens, n=1, batch_size=args.eval_batch)
     print(f"\n[{_clock(t0)}] 1/3 baseline: {len(test_ds)} held-out GSM8K test questions", flush=True)
     t = time.time()
-    before = evaluate(model, tokenizer, test_ds, sampling=sampling, label="before")
+    with share_prefix(model):
+        before = evaluate(model, tokenizer, test_ds, sampling=sampling, label="before")
     timings["eval before"] = time.time() - t
     print(f"  {before}", flush=True)
 
@@ -652,7 +905,8 @@ def main(argv=None) -> int:
         prime_losses = prime(model, tokenizer, rows, args.prime_steps, args.prime_lr, args.prime_batch, args.seed)
         timings["SFT priming"] = time.time() - t
         t = time.time()
-        primed = evaluate(merged_copy(model), tokenizer, test_ds, sampling=sampling, label="after priming")
+        with share_prefix(model):
+            primed = evaluate(model, tokenizer, test_ds, sampling=sampling, label="after priming")
         timings["eval after priming"] = time.time() - t
         print(f"  loss {prime_losses[0]:.3f} -> {prime_losses[-1]:.3f}; {primed}", flush=True)
 
@@ -663,13 +917,15 @@ def main(argv=None) -> int:
     print(f"\n[{_clock(t0)}] 2/3 GRPO: {args.steps} steps x {args.generations} completions, LoRA r={args.rank} "
           f"({trainable / 1e6:.1f}M of {total / 1e6:.0f}M parameters trainable), run folder {run}", flush=True)
     t = time.time()
-    train(trainer, overwrite=args.overwrite)
+    with share_prefix(trainer.model):
+        train(trainer, overwrite=args.overwrite)
     timings["GRPO training"] = time.time() - t
 
     print(f"\n[{_clock(t0)}] 3/3 after training: the same {len(test_ds)} questions, same sampling", flush=True)
     trainer.model.eval()
     t = time.time()
-    after = evaluate(merged_copy(trainer.model), tokenizer, test_ds, sampling=sampling, label="after")
+    with share_prefix(trainer.model):
+        after = evaluate(trainer.model, tokenizer, test_ds, sampling=sampling, label="after")
     timings["eval after"] = time.time() - t
     print(f"  {after}", flush=True)
 
@@ -684,8 +940,15 @@ def main(argv=None) -> int:
         _write_jsonl(primed.records, run / "eval_after_priming.jsonl")
     save_lora(trainer.model, run / "lora", tokenizer)
     lines = verdict(summary, rows, before, after, primed, system_prompt)
-    settings = settings_dict(args, threads, {f.__name__: w for f, w in weights.items()})
     timings["report"] = time.time() - t
+
+    sums, sums_md = None, []
+    if not args.no_sums:
+        sums = run_sums_stage(trainer.model, tokenizer, args, system_prompt, run, t0, gsm8k=test_ds,
+                              gsm8k_sampling=sampling)
+        timings.update(sums.pop("timings"))
+        sums_md = sums_report(sums, args, before.summary(), after.summary())
+    settings = settings_dict(args, threads, {f.__name__: w for f, w in weights.items()})
     timings["total"] = time.time() - t0
     settings["results"] = {"total_seconds": round(timings["total"], 1),
                            "before": before.summary(), "after": after.summary(),
@@ -693,10 +956,11 @@ def main(argv=None) -> int:
                            "prime_losses": [round(x, 4) for x in prime_losses],
                            "reasoning_words": {"before": reasoning_words(before.records),
                                                "after": reasoning_words(after.records)},
-                           "first_last_10": {k: [round(x, 4) for x in v] for k, v in summary.items()}}
+                           "first_last_10": {k: [round(x, 4) for x in v] for k, v in summary.items()},
+                           "sums": sums}
     (run / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     evals = {"before": before, **({"after priming": primed} if primed is not None else {}), "after GRPO": after}
-    write_report(run / "report.md", args, settings, summary, evals, timings, lines, prime_losses)
+    write_report(run / "report.md", args, settings, summary, evals, timings, lines, prime_losses, sums_md)
     if not args.no_assets:
         copy_assets(run)
     if args.record:
@@ -705,13 +969,52 @@ def main(argv=None) -> int:
     first, last = summary["total"]
     print(f"\n[{_clock(t0)}] done. Seed {args.seed}. Mean total reward: first 10 steps {first:.3f} -> last 10 steps "
           f"{last:.3f}", flush=True)
-    print(held_out_table({"before": before, **({"after priming": primed} if primed is not None else {}),
-                          "after GRPO": after}))
+    print(held_out_table(evals))
     print(f"reasoning words (mean): {reasoning_words(before.records):.1f} before, "
           f"{reasoning_words(after.records):.1f} after")
     for line in lines:
         print(f"- {line}")
-    print(f"Run folder: {run}  (report.md, metrics.csv, reward_curve.png, before_after.png, settings.json, lora/)")
+    if sums is not None:
+        print("\n".join(line for line in sums_md if line.startswith("- ") or line.startswith("| ")))
+    print(f"Total {timings['total']:.0f} s. Run folder: {run}  (report.md, metrics.csv, reward_curve.png, "
+          "before_after.png, settings.json, lora/, sums/)")
+    return 0
+
+
+def main_sums_only(args) -> int:
+    """``--sums-from LORA_DIR``: stage 2 alone, from a format-stage adapter; report.md holds the stage-2 section."""
+    from peft import PeftModel
+
+    import torch
+
+    from grpo_helpers.errors import CourseError
+    from grpo_helpers.models import load_model
+
+    t0 = time.time()
+    threads = choose_threads(args.threads)
+    torch.set_num_threads(threads)
+    _seed_everything(args.seed)
+    name = args.name or time.strftime("sums-%Y%m%d-%H%M%S")
+    run = Path(args.runs_dir) / name
+    if run.exists() and any(run.iterdir()):
+        if not args.overwrite:
+            raise CourseError(f"{run} already exists.", fix="Pass --overwrite, or a new --name.")
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    system_prompt = system_prompt_text(args.system_prompt)
+    model, tokenizer = load_model("smollm2-135m-offline", backend="trl-peft")
+    model = PeftModel.from_pretrained(model, str(args.sums_from), is_trainable=True)
+    sums = run_sums_stage(model, tokenizer, args, system_prompt, run, t0)
+    timings = sums.pop("timings")
+    total = time.time() - t0
+    md = [f"# Stage 2 alone, from {args.sums_from}: seed {args.seed}, {total:.0f} s on {threads} CPU threads", ""]
+    md += sums_report(sums, args) + ["", "| phase | seconds |", "|---|---:|"]
+    md += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+    (run / "report.md").write_text("\n".join(md) + "\n")
+    (run / "settings.json").write_text(json.dumps({"seed": args.seed, "threads": threads, "sums_from": args.sums_from,
+                                                   "total_seconds": round(total, 1), "sums": sums}, indent=2) + "\n")
+    print("\n".join(line for line in md if line.startswith("- ") or line.startswith("| ")))
+    print(f"Total {total:.0f} s. Run folder: {run}")
     return 0
 
 

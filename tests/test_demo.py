@@ -81,7 +81,8 @@ def test_system_prompts():
 
 TOY = ["--steps", "2", "--generations", "2", "--completion-length", "8", "--train-rows", "16", "--eval-rows", "2",
        "--eval-tokens", "8", "--max-prompt-length", "200", "--prime-steps", "1", "--prime-batch", "2", "--prime-rows",
-       "4", "--threads", "2", "--no-assets"]
+       "4", "--threads", "2", "--no-assets", "--sums-steps", "1", "--sums-generations", "2", "--sums-completion-length",
+       "8", "--sums-train-rows", "4", "--sums-test-rows", "2", "--sums-harder-rows", "2", "--sums-eval-tokens", "8"]
 SAME = ("reward", "loss", "grad_norm", "completions/mean_length", "rewards/xmlcount_reward/mean")
 
 
@@ -102,10 +103,19 @@ def test_demo_end_to_end_toy_size_and_same_seed_same_numbers(tmp_path, capsys):
     assert settings["command"].startswith("python -m grpo_helpers.demo --seed 3407 --steps 2")
     out = capsys.readouterr().out
     assert "Mean total reward: first 10 steps" in out
+    # Stage 2 (word sums) ran from the format stage's adapter and reported its numbers.
+    sums = settings["results"]["sums"]
+    assert sums["steps"] == 1 and sums["before"]["held-out"]["n"] == 2 and sums["after"]["harder"]["n"] == 2
+    assert set(sums["hack_checks"]["held-out"]["after"]) >= {"copied_question_number", "example_answer"}
+    assert "## Stage 2: GRPO on word sums" in report and "### Reward-hacking checks" in report
+    assert "--sums-steps 1" in settings["command"]
+    for name in ("sums/metrics.csv", "sums/sums_stage.png", "sums/lora/adapter_config.json", "sums/eval_after.jsonl"):
+        assert (run / name).is_file(), name
     # The same seed (and threads) reproduces the run: sampled completions, rewards, losses and both evaluations.
     a, b = (list(csv.DictReader(open(r / "metrics.csv"))) for r in runs.values())
     assert [[row[k] for k in SAME] for row in a] == [[row[k] for k in SAME] for row in b]
     assert (runs["a"] / "eval_after.jsonl").read_text() == (runs["b"] / "eval_after.jsonl").read_text()
+    assert (runs["a"] / "sums/eval_after.jsonl").read_text() == (runs["b"] / "sums/eval_after.jsonl").read_text()
     with pytest.raises(CourseError, match="already exists"):
         main(TOY + ["--runs-dir", str(tmp_path), "--name", "a"])
 
@@ -119,7 +129,33 @@ def test_recorded_run_is_complete_and_small():
     assert run.settings["seed"] == 3407 and "Seed **3407**" in run.report_md.read_text()
     results = run.settings["results"]
     assert results["before"]["format_rate"] == 0.0 and results["after"]["format_rate"] >= 0.8
-    assert results["total_seconds"] <= 540
+    assert results["total_seconds"] <= 720  # both stages (issue #21's budget on the 2-core course machine)
+    # Stage 2: GRPO with correctness as the reward teaches the sums (issue #21's targets), and it was recorded.
+    sums = run.sums
+    held, harder = (sums["before"]["held-out"], sums["after"]["held-out"]), (sums["before"]["harder"], sums["after"]["harder"])
+    assert held[0]["strict_accuracy"] <= 0.2 and held[1]["strict_accuracy"] >= 0.8
+    assert harder[1]["strict_accuracy"] >= harder[0]["strict_accuracy"] + 0.4
+    assert sums["correctness_first_last"][1] > sums["correctness_first_last"][0]
+    assert run.sums_lora_path is not None and (run.sums_lora_path / "adapter_model.safetensors").stat().st_size <= 5_000_000
+    assert len(list(csv.DictReader(open(run.sums_metrics_csv)))) == sums["steps"] == run.settings["sums"]["sums_steps"]
+    assert "## Stage 2: GRPO on word sums" in run.report_md.read_text()
+
+
+def test_readme_caption_matches_the_recorded_run():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    check = subprocess.run([sys.executable, str(root / "scripts" / "make_figures.py"), "--check"], capture_output=True,
+                           text=True, cwd=root)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_no_sums_runs_the_format_stage_only():
+    args = demo.parse_args(["--no-sums"])
+    assert args.no_sums and "--no-sums" in " ".join(demo._cli(args, 2))
+    assert f"--sums-steps {demo.SUMS['sums_steps']}" in " ".join(demo._cli(demo.parse_args([]), 2))
 
 
 def test_recorded_run_missing_folder_says_how_to_fix(tmp_path):
