@@ -62,6 +62,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from grpo_helpers.plotting import reward_names  # no matplotlib at import: plotting loads it inside its functions
+
 SEVERITIES = ("error", "warning", "info")
 LIVE_STREAK = 5  # steps in a row a live warning waits for (e.g. 5 steps of clipped_ratio > 0.5)
 CLIPPED_LIMIT = 0.5  # completions/clipped_ratio above this: more than half of the completions were cut off
@@ -475,16 +477,6 @@ def _finite(values: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     return [(s, v) for s, v in values if math.isfinite(v)]
 
 
-def reward_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Names of the reward functions logged as ``rewards/<name>/mean``, in order of first appearance."""
-    names: list[str] = []
-    for row in rows:
-        for k in row:
-            if k.startswith("rewards/") and k.endswith("/mean") and k[8:-5] not in names:
-                names.append(k[8:-5])
-    return names
-
-
 def _snippet(text: str, limit: int = 70) -> str:
     text = " ".join(str(text).split())
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -609,7 +601,7 @@ EMPTY_BLOCK_AT_END = re.compile(r"<([A-Za-z][\w-]*)>\s*</\1>\s*$")
 
 def _always_zero_rewards(rows) -> list[str]:
     out = []
-    for name in reward_columns(rows):
+    for name in reward_names(rows):
         values = [v for _, v in _finite(series(rows, f"rewards/{name}/mean"))]
         if len(values) >= 2 and max(abs(v) for v in values) == 0:
             out.append(name)
@@ -669,7 +661,7 @@ def _ties(data: RunData) -> list[Finding]:
             grad = [v for s, v in _finite(series(rows, "grad_norm")) if s in set(tied)]
             zero_grad = sum(v == 0 for v in grad)
             constant = [f"{name} = {_mean([_float(r.get(f'rewards/{name}/mean')) or 0.0 for r in tied_rows]):.3f}"
-                        for name in reward_columns(rows)]
+                        for name in reward_names(rows)]
             evidence = (f"frac_reward_zero_std >= {TIE_LIMIT} {at_steps(tied)} ({len(tied)} of {n}; mean "
                         f"{mean:.2f}); reward at those steps {reward_at_ties:.3f} with every reward the same within "
                         f"each group ({'; '.join(constant) or 'no per-reward columns'}); grad_norm 0 at {zero_grad} "
@@ -691,7 +683,7 @@ def _ties(data: RunData) -> list[Finding]:
                                f"every group tied at {len(tied)} of {n} steps: no learning signal there",
                                evidence, cause, fix, _links("groups-tie"), tuple(tied)))
     tie_found = bool(out)  # every reward is constant where groups tie: groups-tie says it
-    for name in reward_columns(rows):
+    for name in reward_names(rows):
         std = _finite(series(rows, f"rewards/{name}/std"))
         mean = _finite(series(rows, f"rewards/{name}/mean"))
         if len(std) >= max(2, min(LIVE_STREAK, len(rows))) and all(v == 0 for _, v in std) and not tie_found:
@@ -996,7 +988,7 @@ def _format_not_content(data: RunData) -> Finding | None:
     rows = data.rows
     if len(rows) < 6:
         return None
-    names = reward_columns(rows)
+    names = reward_names(rows)
     correct = [n for n in names if CORRECTNESS_REWARD.search(n)]
     formats = [n for n in names if FORMAT_REWARD.search(n) and n not in correct]
     if not correct or not formats:
