@@ -32,3 +32,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.skip(reason=MISSING_VLLM))
+
+
+@pytest.fixture(scope="module")
+def vllm_backend():
+    """``generate`` and ``load_lora`` take the unsloth-vllm branch (detection would ask for CUDA and unsloth)."""
+    from grpo_helpers import generation, training
+
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (generation, training):
+            mp.setattr(module, "detect_backend", lambda backend=None: backend or "unsloth-vllm")
+        yield

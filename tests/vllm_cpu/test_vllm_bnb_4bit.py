@@ -146,15 +146,6 @@ def unsloth() -> UnslothFourBit:
 
 
 @pytest.fixture(scope="module")
-def vllm_backend():
-    """``generate`` and ``load_lora`` take the unsloth-vllm branch (detection would ask for CUDA and unsloth)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for module in (generation, training):
-            mp.setattr(module, "detect_backend", lambda backend=None: backend or "unsloth-vllm")
-        yield
-
-
-@pytest.fixture(scope="module")
 def tokenizer():
     """The course's SmolLM2 tokenizer (chat template, EOS aligned), as ``load_model`` returns it."""
     from grpo_helpers.models import load_model

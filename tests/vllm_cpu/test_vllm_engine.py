@@ -49,15 +49,6 @@ def longer_is_better(completions, **kwargs) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def vllm_backend():
-    """``generate`` and ``load_lora`` take the unsloth-vllm branch (detection would ask for CUDA and unsloth)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for module in (generation, training):
-            mp.setattr(module, "detect_backend", lambda backend=None: backend or "unsloth-vllm")
-        yield
-
-
-@pytest.fixture(scope="module")
 def engine():
     """The one real vLLM engine: SmolLM2-135M from the course cache, LoRA on, the preset's rank and context."""
     import vllm
