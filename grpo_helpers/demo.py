@@ -102,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--sums-test-rows", type=int, default=SUMS["sums_test_rows"], help="rows of the 20 held-out pairs")
     g.add_argument("--sums-harder-rows", type=int, default=SUMS["sums_harder_rows"], help="rows of the 10-30 range")
     g.add_argument("--sums-eval-tokens", type=int, default=SUMS["sums_eval_tokens"])
+    g.add_argument("--sums-numbers", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="range of both numbers of a sum (default 1 9, word_sums.NUMBERS): wider is harder")
     return p.parse_args(argv)
 
 
@@ -467,7 +469,8 @@ def _cli(args, threads: int) -> list[str]:
     return out + [f"--sums-steps {args.sums_steps}", f"--sums-generations {args.sums_generations}",
                   f"--sums-completion-length {args.sums_completion_length}", f"--sums-lr {args.sums_lr:g}",
                   f"--sums-train-rows {args.sums_train_rows}", f"--sums-test-rows {args.sums_test_rows}",
-                  f"--sums-harder-rows {args.sums_harder_rows}", f"--sums-eval-tokens {args.sums_eval_tokens}"]
+                  f"--sums-harder-rows {args.sums_harder_rows}", f"--sums-eval-tokens {args.sums_eval_tokens}"] + \
+        ([f"--sums-numbers {args.sums_numbers[0]} {args.sums_numbers[1]}"] if args.sums_numbers else [])
 
 
 def held_out_table(evals: dict[str, Any]) -> str:
@@ -563,10 +566,12 @@ def sums_datasets(args, system_prompt: str) -> dict[str, Any]:
         >>> {k: len(v) for k, v in ds.items()}
         {'train': 256, 'held-out': 2, 'harder': 3}
     """
-    from grpo_helpers.word_sums import load_word_sums
+    from grpo_helpers.word_sums import NUMBERS, load_word_sums
+
+    numbers = tuple(args.sums_numbers) if args.sums_numbers else NUMBERS
 
     def rows(split, n):
-        return load_word_sums(split, n=n, seed=args.seed, system_prompt=system_prompt, prefill=PREFILL)
+        return load_word_sums(split, n=n, seed=args.seed, system_prompt=system_prompt, prefill=PREFILL, numbers=numbers)
 
     return {"train": rows("train", args.sums_train_rows), "held-out": rows("test", args.sums_test_rows),
             "harder": rows("harder", args.sums_harder_rows)}
@@ -678,6 +683,10 @@ def sums_report(s: dict[str, Any], args, gsm8k_before=None, gsm8k_after_format=N
         >>> [line for line in sums_report(s, parse_args([])) if line.startswith("- Held-out")][0][:60]
         '- Held-out number pairs (never trained on): greedy accuracy '
     """
+    from grpo_helpers.word_sums import HELD_OUT, NUMBERS, all_pairs
+
+    lo, hi = tuple(args.sums_numbers) if args.sums_numbers else NUMBERS
+    n_pairs = len(all_pairs((lo, hi)))
     b, a = s["before"], s["after"]
     k = s["first_last_k"]
     c0, c1 = s["correctness_first_last"]
@@ -687,9 +696,9 @@ def sums_report(s: dict[str, Any], args, gsm8k_before=None, gsm8k_after_format=N
           f"From the format stage's adapter: {s['steps']} GRPO steps x {args.sums_generations} completions of at most "
           f"{args.sums_completion_length} tokens (temperature {args.temperature:g}, lr {args.sums_lr:g}) on "
           f"{args.sums_train_rows} one-step word sums (\"Mia has 2 cups. She gets 4 more cups. How many cups does she "
-          "have now?\", both numbers 1-9, 61 of the 81 number pairs). Rewards (weight): "
+          f"have now?\", both numbers {lo}-{hi}, {n_pairs - HELD_OUT} of the {n_pairs} number pairs). Rewards (weight): "
           + ", ".join(f"`{n}` ({w:g})" for n, w in s["weights"].items()) + ". Greedy evaluation, "
-          f"{args.sums_eval_tokens} new tokens, on the 20 held-out pairs ({hb['n']} rows) and on a harder range "
+          f"{args.sums_eval_tokens} new tokens, on the {HELD_OUT} held-out pairs ({hb['n']} rows) and on a harder range "
           f"never trained on, first number 10-30 ({xb['n']} rows).", "",
           "| greedy accuracy | before stage 2 | after stage 2 |", "|---|---:|---:|"]
     for split, label in (("held-out", f"held-out pairs (n={hb['n']})"), ("harder", f"harder 10-30 (n={xb['n']})")):
@@ -740,7 +749,7 @@ def sums_report(s: dict[str, Any], args, gsm8k_before=None, gsm8k_after_format=N
                  ": more --sums-steps, or a different --sums-lr.")
     md += ["### What stage 2 shows, and what it does not", "", shows,
            "- It is a one-step sums task with a 135M model. The held-out pairs come from the same small space (both "
-           "numbers 1-9), so this is generalisation inside a narrow task, not reasoning in general; the harder range "
+           f"numbers {lo}-{hi}), so this is generalisation inside a narrow task, not reasoning in general; the harder range "
            "only changes the first number.",
            "- It says nothing about GSM8K: multi-step grade-school problems stay out of reach of a 135M model (the "
            "GSM8K table). Why it works here: the formatted model is already *sometimes* right on a sum, so sampled "

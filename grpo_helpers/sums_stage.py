@@ -246,9 +246,9 @@ def plot_sums_stage(rows: Sequence[Mapping[str, Any]], before: Mapping[str, Mapp
         drawn = right.bar([x + offset for x in xs], heights, width, label=label, color=color)
         right.bar_label(drawn, labels=[f"{h:.0%}" for h in heights], fontsize=7)
     right.set_xticks(list(xs), [b[0] for b in bars], fontsize=7)
-    right.set_ylim(0, 1.15)
+    right.set_ylim(0, 1.3)
     right.set_title("greedy accuracy, never-trained sums", fontsize=10)
-    right.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, loc="upper left", ncol=2)
     for ax in (left, right):
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -256,3 +256,40 @@ def plot_sums_stage(rows: Sequence[Mapping[str, Any]], before: Mapping[str, Mapp
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def difficulty_verdict(numbers: Any, signal: Any = None, baseline: Any = None) -> str:
+    """The check of notebook 06's exercise (make the sums harder, watch GRPO's signal): '' when ``numbers`` is a
+    harder range than the course's (1, 9) and ``signal`` is the :class:`GroupSignal` sampled for it, else what is
+    wrong. Never raises, whatever it is given (a learner types anything).
+
+    Example:
+        >>> difficulty_verdict((1, 50), GroupSignal(right=(0, 1, 0, 0), group_size=8))
+        ''
+        >>> difficulty_verdict("wide")
+        'my_numbers is a str; give a range of two whole numbers, e.g. (1, 50)'
+        >>> difficulty_verdict((1, 9), None)
+        'that is the course task itself, both numbers 1-9: widen the range, e.g. (1, 50)'
+    """
+    from grpo_helpers.word_sums import NUMBERS
+
+    try:
+        low, high = numbers
+    except Exception:  # noqa: BLE001 - anything but a pair
+        return f"my_numbers is a {type(numbers).__name__}; give a range of two whole numbers, e.g. (1, 50)"
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (low, high)):
+        return f"my_numbers holds {type(low).__name__} and {type(high).__name__}; give two whole numbers, e.g. (1, 50)"
+    if not 0 <= low <= high:
+        return f"({low}, {high}) is not a range: use (low, high) with 0 <= low <= high"
+    if (low, high) == NUMBERS:
+        return "that is the course task itself, both numbers 1-9: widen the range, e.g. (1, 50)"
+    if high <= NUMBERS[1]:
+        return f"({low}, {high}) is no harder than 1-9: the sums only get harder with larger numbers, e.g. (1, 50)"
+    if high > 10**6:
+        return f"({low}, {high}): numbers that large are tokenized into many pieces; stay below a million"
+    if not isinstance(signal, GroupSignal):
+        return "my_signal is not a GroupSignal yet: run the cell that samples the groups for your range"
+    if isinstance(baseline, GroupSignal) and len(baseline.right) != len(signal.right):
+        return "compare the same number of groups: sample as many groups for your range as for the course's"
+    return ""
+

@@ -71,3 +71,16 @@ def test_plot_sums_stage_marks_tied_steps():
 def test_sums_stage_doctests():
     failures, tried = doctest.testmod(sums_stage)
     assert tried >= 10 and failures == 0
+
+
+@pytest.mark.parametrize("value", [..., None, "", "wide", 0, -1.5, float("nan"), 10**30, [], {}, [None], (1, "2"),
+                                   object(), lambda: 1, (True, 50), (9, 1), (1, 9), (1, 5), (1, 10**9), (1, 2, 3)])
+def test_difficulty_verdict_answers_anything(value):
+    assert isinstance(sums_stage.difficulty_verdict(value, signal=value, baseline=value), str)
+    assert sums_stage.difficulty_verdict(value) != ""
+
+
+def test_difficulty_verdict_passes_a_harder_range_with_its_signal():
+    signal = GroupSignal(right=(0, 1), group_size=8)
+    assert sums_stage.difficulty_verdict((1, 50), signal, GroupSignal(right=(3, 4), group_size=8)) == ""
+    assert "same number of groups" in sums_stage.difficulty_verdict((1, 50), signal, GroupSignal((1,), 8))
