@@ -36,3 +36,14 @@ def gsm8k_test_small():
     from grpo_helpers.data import load_gsm8k
 
     return load_gsm8k("test", n=8, source="offline")
+
+
+def pytest_collection_finish(session):
+    """Start the selected modules' network-bound work now, niced, so it overlaps the tests before it (background.py)."""
+    started = set()
+    for item in session.items:
+        module = getattr(item, "module", None)
+        start = getattr(module, "start_in_background", None)
+        if start is not None and module.__name__ not in started:
+            started.add(module.__name__)
+            start()

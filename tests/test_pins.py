@@ -4,6 +4,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import background
 from grpo_helpers import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,22 +45,34 @@ def test_installed_packages_match_the_pins():
     assert config.check_pins(_pins(extras["cpu"] + extras["dev"])) == []
 
 
-def test_full_pin_set_resolves_without_surprises(tmp_path):
-    """pip resolves cpu+dev+gpu together and lands every pinned package exactly on its pin (no silent up/downgrade).
-
-    Uses pip's resolver with --dry-run (no install), so it also checks the GPU stack (unsloth, vllm) on this CPU machine.
-    """
+def resolve_full_pin_set() -> tuple[int, str, dict]:
+    """pip's dry-run resolve of cpu+dev+gpu together: (return code, stderr tail, {name: version})."""
     import json
     import subprocess
     import sys
 
-    report = tmp_path / "report.json"
+    report = background.temp_dir("pins") / "report.json"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-         f"{ROOT}[cpu,dev,gpu]"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"the pin set does not resolve:\n{result.stderr[-3000:]}"
-    resolved = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
-                for i in json.loads(report.read_text())["install"]}
+         f"{ROOT}[cpu,dev,gpu]"], capture_output=True, text=True, timeout=900, preexec_fn=background.niced)
+    resolved = {} if result.returncode else {
+        i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]}
+    return result.returncode, result.stderr[-3000:], resolved
+
+
+def start_in_background() -> None:
+    """Called by tests/conftest.py once collection is done: pip's resolve overlaps the tests that run before it."""
+    background.start("full-pin-set", resolve_full_pin_set)
+
+
+def test_full_pin_set_resolves_without_surprises():
+    """pip resolves cpu+dev+gpu together and lands every pinned package exactly on its pin (no silent up/downgrade).
+
+    Uses pip's resolver with --dry-run (no install), so it also checks the GPU stack (unsloth, vllm) on this CPU machine.
+    """
+    returncode, stderr, resolved = background.result("full-pin-set", resolve_full_pin_set)
+    assert returncode == 0, f"the pin set does not resolve:\n{stderr}"
     extras = _pyproject()["project"]["optional-dependencies"]
     for name, want in _pins(extras["cpu"] + extras["gpu"] + extras["dev"]).items():
         got = resolved[name.lower().replace("_", "-")]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+import background
 from grpo_helpers import install, runtime
 from grpo_helpers.config import GPU_PINS, PINS
 from grpo_helpers.recipes import SEED
@@ -81,35 +82,51 @@ def resolve(image: str, profile: str, tmp: Path) -> dict:
            "--report", str(report), "--python-version", python, "--implementation", "cp", "--only-binary=:all:",
            "--disable-pip-version-check", *[f"--platform={p}" for p in PLATFORMS]]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=background.niced)
     seconds = time.perf_counter() - start
     installs = json.loads(report.read_text())["install"] if done.returncode == 0 else []
     return dict(facts=facts, step=step, returncode=done.returncode, stderr=done.stderr[-3000:], seconds=seconds,
                 resolved={norm(i["metadata"]["name"]): i["metadata"] for i in installs})
 
 
-@pytest.fixture(scope="module")
-def resolved(tmp_path_factory):
+def resolve_all() -> dict:
     """All runtime x profile resolves, four at once (pip waits on the network most of the time)."""
-    tmp = tmp_path_factory.mktemp("resolve")
+    tmp = background.temp_dir("resolve")
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(CASES)) as pool:
         futures = {case: pool.submit(resolve, *case, tmp) for case in CASES}
-        results = {case: f.result() for case, f in futures.items()}
+        return {case: f.result() for case, f in futures.items()}
+
+
+def zoo_vllm_utils() -> str:
+    """The pinned unsloth_zoo's ``vllm_utils.py``, read from its wheel (downloaded, not installed)."""
+    tmp = background.temp_dir("zoo")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    "--disable-pip-version-check", f"unsloth_zoo=={GPU_PINS['unsloth_zoo']}", "-d", str(tmp)],
+                   check=True, capture_output=True, timeout=300, preexec_fn=background.niced)
+    wheel = next(tmp.glob("unsloth_zoo-*.whl"))
+    return zipfile.ZipFile(wheel).read("unsloth_zoo/vllm_utils.py").decode()
+
+
+def start_in_background() -> None:
+    """Called by tests/conftest.py once collection is done: the resolves overlap the tests that run before these."""
+    if pypi_reachable():
+        background.start("stack-resolves", resolve_all)
+        background.start("unsloth-zoo-source", zoo_vllm_utils)
+
+
+@pytest.fixture(scope="module")
+def resolved():
+    results = background.result("stack-resolves", resolve_all)
     print("\n" + "\n".join(f"resolve {image} x {profile}: {r['seconds']:.1f} s, {len(r['resolved'])} packages"
                            for (image, profile), r in results.items()))
     return results
 
 
 @pytest.fixture(scope="module")
-def zoo_bnb_modules(tmp_path_factory) -> list[str]:
+def zoo_bnb_modules() -> list[str]:
     """The module paths the pinned unsloth_zoo tries, in order, for vLLM's bitsandbytes (vllm_utils.py's
     ``for _bnb_path in (...)``): read from its wheel, so a new unsloth_zoo that needs another module shows up here."""
-    tmp = tmp_path_factory.mktemp("zoo")
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--disable-pip-version-check", f"unsloth_zoo=={GPU_PINS['unsloth_zoo']}", "-d", str(tmp)],
-                   check=True, capture_output=True, timeout=300)
-    wheel = next(tmp.glob("unsloth_zoo-*.whl"))
-    source = zipfile.ZipFile(wheel).read("unsloth_zoo/vllm_utils.py").decode()
+    source = background.result("unsloth-zoo-source", zoo_vllm_utils)
     paths = [c.value for node in ast.walk(ast.parse(source))
              if isinstance(node, ast.For) and isinstance(node.target, ast.Name) and node.target.id == "_bnb_path"
              for c in ast.walk(node.iter) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
