@@ -649,6 +649,7 @@ def run_sums_stage(model, tokenizer, args, system_prompt: str, run: Path, t0: fl
     k = max(1, len(rows) // 4)
     correctness = first_last([r.get("rewards/correctness_reward/mean") or 0.0 for r in rows], k)
     mixed = [(r.get("rewards/correctness_reward/std") or 0.0) > 0 for r in rows]
+    all_right = [not m and (r.get("rewards/correctness_reward/mean") or 0.0) > 0 for r, m in zip(rows, mixed)]
     hacks = {split: {"before": hack_checks(before[split].records), "after": hack_checks(after[split].records)}
              for split in SUMS_SPLITS}
     folder = run / "sums"
@@ -664,6 +665,7 @@ def run_sums_stage(model, tokenizer, args, system_prompt: str, run: Path, t0: fl
             "correctness_first_last": [round(x, 4) for x in correctness], "first_last_k": k,
             "mixed_steps": sum(mixed), "steps": len(rows),
             "mixed_first_last": [sum(mixed[:k]), sum(mixed[-k:])],
+            "all_right_first_last": [sum(all_right[:k]), sum(all_right[-k:])],
             "hack_checks": hacks, "gsm8k_after": gsm8k_after.summary() if gsm8k_after is not None else None,
             "side_by_side": {s: side_by_side(before[s], after[s], k=4) for s in SUMS_SPLITS},
             "timings": {key: round(v, 1) for key, v in timings.items()}, "weights": dict(SUMS_WEIGHTS)}
@@ -715,7 +717,14 @@ def sums_report(s: dict[str, Any], args, gsm8k_before=None, gsm8k_after_format=N
            f"{c1:.2f} (last {k} steps).",
            f"- GRPO's signal: {s['mixed_steps']} of {s['steps']} steps had a group with both right and wrong answers "
            f"(reward std > 0); first {k} steps {s['mixed_first_last'][0]}, last {k} steps {s['mixed_first_last'][1]}. "
-           "A group that ties (all right or all wrong) has all advantages 0 and teaches nothing.", "",
+           "A group that ties (all right or all wrong) has all advantages 0 and teaches nothing."]
+    right_last = (s.get("all_right_first_last") or [0, 0])[1]
+    if right_last:
+        md.append(f"- In {right_last} of the last {k} steps every completion of the group was right: once the task "
+                  "is learned the groups tie again and the policy's entropy falls (the GRPO doctor may warn of an "
+                  "entropy collapse during this stage). Here that is the task being learned, not a collapse onto a "
+                  "template: the held-out accuracy and the hack checks tell the two apart.")
+    md += ["",
            "### Reward-hacking checks (greedy answers)", "",
            "| check | split | before | after |", "|---|---|---:|---:|"]
     for split in SUMS_SPLITS:

@@ -174,7 +174,10 @@ def share_prefix(model, generation: bool = True, loss: bool = True, merge_lora: 
         # Only the loss's pass: TRL's call (input_ids, attention_mask, logits_to_keep, use_cache=False); generation's
         # own forward passes come with use_cache=True and go through unchanged.
         keep = kwargs.get("logits_to_keep")
-        if (args or not isinstance(keep, int) or keep < 1 or kwargs.get("use_cache", True)
+        # Gradient checkpointing drops past_key_values in training (transformers warns "Caching is incompatible with
+        # gradient checkpointing"): the rows would lose their prefix, so the plain pass runs instead.
+        checkpointing = model.training and getattr(model, "is_gradient_checkpointing", False)
+        if (checkpointing or args or not isinstance(keep, int) or keep < 1 or kwargs.get("use_cache", True)
                 or kwargs.get("past_key_values") is not None or kwargs.get("attention_mask") is None
                 or set(kwargs) - {"input_ids", "attention_mask", "logits_to_keep", "use_cache"}):
             return plain_forward(*args, **kwargs)
