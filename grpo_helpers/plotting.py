@@ -51,6 +51,23 @@ def new_figure(ncols: int = 1, width: float = 5.0, height: float = 3.2, nrows: i
     return fig, axes
 
 
+def finish_figure(fig, axes, title: str | None = None):
+    """The course's axes style (small ticks, light grid), an optional suptitle and a tight layout; returns ``fig``.
+
+    Example:
+        >>> fig, axes = new_figure(2)
+        >>> finish_figure(fig, axes, "two panels")._suptitle.get_text()
+        'two panels'
+    """
+    for ax in axes:
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _interactive() -> bool:
     try:
         from IPython import get_ipython
@@ -179,12 +196,7 @@ def plot_reward_curves(history, title: str | None = None, smooth: int = 5):
     for ax, name in zip(axes, panels):
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, axes, title)
 
 
 def plot_before_after(before: Mapping[str, float], after: Mapping[str, float],

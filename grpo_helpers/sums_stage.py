@@ -222,7 +222,7 @@ def plot_sums_stage(rows: Sequence[Mapping[str, Any]], before: Mapping[str, Mapp
         >>> [ax.get_title() for ax in fig.axes]
         ['training correctness reward (0 to 2)', 'greedy accuracy, never-trained sums']
     """
-    from grpo_helpers.plotting import moving_average, new_figure
+    from grpo_helpers.plotting import finish_figure, moving_average, new_figure
 
     fig, (left, right) = new_figure(2, width=4.6, height=3.3)
     steps = [r.get("step") or i + 1 for i, r in enumerate(rows)]
@@ -249,13 +249,7 @@ def plot_sums_stage(rows: Sequence[Mapping[str, Any]], before: Mapping[str, Mapp
     right.set_ylim(0, 1.3)
     right.set_title("greedy accuracy, never-trained sums", fontsize=10)
     right.legend(fontsize=7, loc="upper left", ncol=2)
-    for ax in (left, right):
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return fig
+    return finish_figure(fig, (left, right), title)
 
 
 def difficulty_verdict(numbers: Any, signal: Any = None, baseline: Any = None) -> str:
