@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,9 +29,9 @@ _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=
 _JOBS: dict[str, concurrent.futures.Future] = {}
 
 
-def niced() -> None:
-    """``preexec_fn`` for subprocess calls of background work."""
-    os.nice(NICE)
+def niced(cmd: list[str]) -> list[str]:
+    """``cmd`` under ``nice`` (a prefix, not ``preexec_fn``: that one may deadlock a child forked beside threads)."""
+    return ["nice", "-n", str(NICE), *cmd]
 
 
 def start(key: str, fn: Callable[[], Any]) -> concurrent.futures.Future:

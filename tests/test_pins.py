@@ -52,9 +52,9 @@ def resolve_full_pin_set() -> tuple[int, str, dict]:
     import sys
 
     report = background.temp_dir("pins") / "report.json"
-    result = subprocess.run(
+    result = subprocess.run(background.niced(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-         f"{ROOT}[cpu,dev,gpu]"], capture_output=True, text=True, timeout=900, preexec_fn=background.niced)
+         f"{ROOT}[cpu,dev,gpu]"]), capture_output=True, text=True, timeout=900)
     resolved = {} if result.returncode else {
         i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
         for i in json.loads(report.read_text())["install"]}

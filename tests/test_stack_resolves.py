@@ -82,7 +82,7 @@ def resolve(image: str, profile: str, tmp: Path) -> dict:
            "--report", str(report), "--python-version", python, "--implementation", "cp", "--only-binary=:all:",
            "--disable-pip-version-check", *[f"--platform={p}" for p in PLATFORMS]]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=background.niced)
+    done = subprocess.run(background.niced(cmd), capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - start
     installs = json.loads(report.read_text())["install"] if done.returncode == 0 else []
     return dict(facts=facts, step=step, returncode=done.returncode, stderr=done.stderr[-3000:], seconds=seconds,
@@ -100,9 +100,9 @@ def resolve_all() -> dict:
 def zoo_vllm_utils() -> str:
     """The pinned unsloth_zoo's ``vllm_utils.py``, read from its wheel (downloaded, not installed)."""
     tmp = background.temp_dir("zoo")
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--disable-pip-version-check", f"unsloth_zoo=={GPU_PINS['unsloth_zoo']}", "-d", str(tmp)],
-                   check=True, capture_output=True, timeout=300, preexec_fn=background.niced)
+    subprocess.run(background.niced([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                                     "--disable-pip-version-check", f"unsloth_zoo=={GPU_PINS['unsloth_zoo']}", "-d",
+                                     str(tmp)]), check=True, capture_output=True, timeout=300)
     wheel = next(tmp.glob("unsloth_zoo-*.whl"))
     return zipfile.ZipFile(wheel).read("unsloth_zoo/vllm_utils.py").decode()
 

@@ -40,12 +40,12 @@ def build_wheelhouse() -> str:
     fresh = stamp.exists() and stamp.read_text() == (ROOT / "pyproject.toml").read_text()
     start = time.perf_counter()
     if not fresh:
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_wheelhouse.py"), "--out", str(WHEELHOUSE)],
-                       check=True, capture_output=True, preexec_fn=background.niced)
+        subprocess.run(background.niced([sys.executable, str(ROOT / "scripts" / "make_wheelhouse.py"), "--out",
+                                         str(WHEELHOUSE)]), check=True, capture_output=True)
         stamp.write_text((ROOT / "pyproject.toml").read_text())
     else:  # the course's own wheel must match the code under test
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(WHEELHOUSE),
-                        str(ROOT)], check=True, capture_output=True, preexec_fn=background.niced)
+        subprocess.run(background.niced([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir",
+                                         str(WHEELHOUSE), str(ROOT)]), check=True, capture_output=True)
     return (f"wheelhouse ready in {time.perf_counter() - start:.0f} s "
             f"({sum(p.stat().st_size for p in WHEELHOUSE.iterdir()) / 2**20:.0f} MiB)")
 
@@ -61,9 +61,9 @@ def install_offline() -> dict:
     offline = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["grpo_course"]["no_deps"]
     start = time.perf_counter()
     for args in (["grpo-helpers[cpu]"], ["--no-deps", *offline]):
-        result = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(WHEELHOUSE),
-                                 *args], env=env, capture_output=True, text=True, timeout=1200,
-                                preexec_fn=background.niced)
+        result = subprocess.run(background.niced([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                                                  str(WHEELHOUSE), *args]), env=env, capture_output=True, text=True,
+                                timeout=1200)
         if result.returncode:
             return dict(built=built, failed=f"offline install failed:\n{result.stderr[-3000:]}")
     installed = time.perf_counter() - start
