@@ -824,6 +824,9 @@ def copy_assets(run: Path, assets: Path = Path("assets")) -> None:
     shutil.copyfile(run / "before_after.png", assets / "demo_before_after.png")
     shutil.copyfile(run / "metrics.csv", assets / "demo_metrics.csv")  # scripts/make_figures.py redraws from it
     text = (run / "report.md").read_text().replace("(before_after.png)", "(demo_before_after.png)")
+    if (run / "sums" / "sums_stage.png").exists():  # stage 2's figure sits beside the others in assets/
+        shutil.copyfile(run / "sums" / "sums_stage.png", assets / "sums_stage.png")
+        text = text.replace("(sums/sums_stage.png)", "(sums_stage.png)")
     (assets / "demo_report.md").write_text(text)
 
 
